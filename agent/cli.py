@@ -1,0 +1,152 @@
+"""The command line: ``vpce-doctor check`` (one shot) and ``vpce-doctor config check``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import replace
+from typing import List, NoReturn, Optional, Sequence
+
+from . import __version__
+from .checks import build
+from .checks.model import Status
+from .config import DEFAULT_CONFIG_PATH, Config, load_config
+from .errors import VpceDoctorError
+from .imds import gather_facts, imds_finding
+from .render import render_json, render_nagios, render_table
+from .report import Report, verdicts
+from .runner import Runner, select, unknown_selectors
+
+log = logging.getLogger("vpce_doctor")
+
+EXIT_UNKNOWN = int(Status.UNKNOWN)
+
+DESCRIPTION = """\
+Prove, from inside a private EC2 instance, that its private paths to AWS work:
+the VPC resolver answers; ssm, ec2messages and ssmmessages resolve to the private IPs of their
+interface-endpoint ENIs; TCP 443 and TLS to every ENI work; S3 works through the gateway endpoint;
+and the instance has no path to the internet. Every failure comes with its cause and the fix."""
+
+CHECK_HELP = """\
+Run every check once and print the report. Exit code = worst status:
+0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also: bad config, our own error).
+Finding ids: imds, instance.public_ip, instance.profile, ssm_agent, resolver, resolver.system,
+ec2.api, dns.<svc>, eni.<svc>, reach.<svc>[.<ip>], s3.dns, s3.route, s3.api, s3.object,
+egress.<host>."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which a monitor would read as CRITICAL: ours is 3."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="vpce-doctor", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"vpce-doctor {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = sub.add_parser("check", help="run all checks once and print the report (exit code = status)",
+                           description=CHECK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--config", metavar="FILE",
+                       help=f"YAML config (default {DEFAULT_CONFIG_PATH}, used when it exists)")
+    check.add_argument("--format", choices=("table", "json", "nagios"), default="table",
+                       help="table for people (default), json for machines, nagios for monitoring")
+    check.add_argument("--only", metavar="IDS",
+                       help="comma-separated finding ids or prefixes to run (e.g. dns,reach.ssm); "
+                            "what they depend on runs too")
+    check.add_argument("--timeout", type=float, metavar="S",
+                       help="global deadline in seconds (default 10, or timeouts.deadline_s)")
+    check.add_argument("-v", "--verbose", action="count", default=0,
+                       help="show evidence in the table; -vv also logs debug details to stderr")
+    check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                       help="colour the table (auto: only on a terminal)")
+
+    cfg = sub.add_parser("config", help="validate a config file",
+                         description="Validate a config file: prints OK, or one line naming the key "
+                                     "and what was expected (exit 3).")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
+    cfg_check = cfg_sub.add_parser("check", help="validate FILE and exit 0 (valid) or 3 (invalid)")
+    cfg_check.add_argument("file", metavar="FILE")
+    return p
+
+
+def run_check(config: Config, only: Optional[Sequence[str]] = None) -> Report:
+    """Facts first (bounded), then every check concurrently until the deadline."""
+    started_at = time.time()
+    start = time.monotonic()
+    deadline = start + config.deadline_s
+    facts = gather_facts(config.imds, config.fact_overrides, budget_s=min(2.5, config.deadline_s / 3))
+    imds = imds_finding(facts, time.monotonic() - start)
+    checks = build(config.settings)
+    notes: List[str] = []
+    if only:
+        unknown = unknown_selectors(checks, only)
+        if unknown:
+            raise VpceDoctorError(f"--only: no check matches {', '.join(unknown)}; "
+                                  f"known ids: imds, {', '.join(c.id for c in checks)}")
+        checks = select(checks, only)
+        notes.append(f"only these checks ran: {', '.join(['imds'] + [c.id for c in checks])}")
+    findings = [imds] + Runner(checks, facts, config.settings, deadline, imds).run()
+    return Report(tuple(findings), facts, verdicts(findings), started_at, time.monotonic() - start,
+                  notes=tuple(notes))
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.timeout is not None:
+        if not 0 < args.timeout <= 600:
+            raise VpceDoctorError(f"--timeout: {args.timeout:g} is out of range; expected 0 < S <= 600")
+        config = replace(config, deadline_s=args.timeout)
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    report = run_check(config, only)
+    if args.format == "json":
+        print(render_json(report))
+    elif args.format == "nagios":
+        print(render_nagios(report))
+    else:
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                             and os.environ.get("NO_COLOR") is None)
+        print(render_table(report, colour=colour, verbose=args.verbose > 0))
+    return report.exit_code
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    s = config.settings
+    print(f"{args.file}: OK ({len(s.services)} interface services: {', '.join(s.services)}; "
+          f"{len(s.egress_targets)} isolation targets; deadline {config.deadline_s:g} s)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", 0)
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "check":
+            return _check(args)
+        if args.command == "config" and getattr(args, "config_command", None) == "check":
+            return _config_check(args)
+        parser.print_help()
+        return EXIT_UNKNOWN if args.command else 0
+    except VpceDoctorError as exc:
+        print(f"vpce-doctor: error: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        print("vpce-doctor: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except Exception as exc:  # noqa: BLE001 - our own crash: one line, exit 3, traceback only with -vv
+        print(f"vpce-doctor: internal error: {exc.__class__.__name__}: {exc} (rerun with -vv for the traceback)",
+              file=sys.stderr)
+        if verbose > 1:
+            traceback.print_exc()
+        return EXIT_UNKNOWN

@@ -1,0 +1,89 @@
+"""Report renderers: a table for people, JSON for machines, Nagios plugin output for monitors."""
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Dict, List
+
+from .checks.model import Finding, Status
+from .report import Report
+
+_COLOURS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
+_VERDICT_COLOURS = {"works": "32", "broken": "31", "unknown": "35"}
+
+
+def _paint(text: str, code: str, colour: bool) -> str:
+    return f"\033[{code}m{text}\033[0m" if colour else text
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2, sort_keys=False, default=str)
+
+
+def _wrap(label: str, text: str, width: int) -> List[str]:
+    return textwrap.wrap(text, width=width, initial_indent=f"      {label:<6}", subsequent_indent=" " * 12,
+                         break_on_hyphens=False, break_long_words=False) or [f"      {label}"]
+
+
+def render_table(report: Report, colour: bool = False, verbose: bool = False, width: int = 110) -> str:
+    facts = report.facts
+    lines = [
+        f"vpce-doctor {report.version} — {facts.instance_id or 'unknown instance'} in "
+        f"{facts.vpc_id or 'unknown VPC'} ({facts.region or 'unknown region'}), "
+        f"{report.duration_s:.2f} s",
+        "",
+    ]
+    id_width = min(34, max((len(f.id) for f in report.findings), default=10))
+    for f in report.findings:
+        status = _paint(f"{f.status.name:<8}", _COLOURS[f.status], colour)
+        lines.append(f"{status} {f.id:<{id_width}}  {f.summary}")
+        if f.status != Status.OK and f.blocked_by is None:
+            if f.cause:
+                lines.extend(_wrap("cause:", f.cause, width))
+            if f.fix:
+                lines.extend(_wrap("fix:", f.fix, width))
+        if verbose and f.evidence:
+            lines.extend(_wrap("data:", json.dumps(f.evidence, default=str, sort_keys=True), width))
+    lines.append("")
+    lines.append("Verdicts")
+    for v in report.verdicts:
+        mark = _paint(f"{v.status:<7}", _VERDICT_COLOURS.get(v.status, "0"), colour)
+        lines.append(f"  {mark} {v.title:<24} {v.reason}")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    lines.append("")
+    lines.append(f"Overall: {_paint(report.status.name, _COLOURS[report.status], colour)} (exit {report.exit_code})")
+    return "\n".join(lines)
+
+
+def _perf_label(f: Finding) -> str:
+    return f.id.replace("'", "")
+
+
+def _perfdata(report: Report) -> str:
+    """'label'=value[UOM];warn;crit;min;max — latencies that the checks measured, plus the counts."""
+    parts: List[str] = []
+    counts: Dict[Status, int] = {s: 0 for s in Status}
+    for f in report.findings:
+        counts[f.status] += 1
+        ev = f.evidence
+        for key, label in (("latency_ms", "dns"), ("connect_ms", "tcp"), ("tls_ms", "tls")):
+            value = ev.get(key) if isinstance(ev, dict) else None
+            if isinstance(value, (int, float)):
+                parts.append(f"'{_perf_label(f)}_{label}'={value / 1000:.4f}s;;;0")
+    parts.append(f"'duration'={report.duration_s:.3f}s;;;0")
+    parts.extend(f"'{s.name.lower()}'={n};;;0" for s, n in counts.items())
+    return " ".join(parts)
+
+
+def render_nagios(report: Report) -> str:
+    bad = [f for f in report.findings if f.status != Status.OK and f.blocked_by is None]
+    if bad:
+        head = "; ".join(f"{f.id}: {f.summary}" for f in bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+    else:
+        head = f"{len(report.findings)} checks OK; " + ", ".join(f"{v.title} {v.status}" for v in report.verdicts)
+    lines = [f"VPCE-DOCTOR {report.status.name} - {head} | {_perfdata(report)}"]
+    for f in report.findings:
+        extra = f" — cause: {f.cause} — fix: {f.fix}" if f.status != Status.OK and f.cause else ""
+        lines.append(f"[{f.status.name}] {f.id}: {f.summary}{extra}")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""Runs checks concurrently, in dependency order, under per-check timeouts and one global deadline.
+
+The runner, not the probes, owns timing and the overall result (blackbox_exporter's shape):
+* a check starts as soon as every check it ``needs`` has finished with data;
+* a check whose dependency produced no data is not run: it is reported "blocked by <id>" with the
+  blocker's status, so the exit code reflects the real failure, not our skipping;
+* an exception inside a check becomes UNKNOWN with the traceback in its evidence;
+* a check that overruns its timeout (or the global deadline) becomes UNKNOWN and is abandoned:
+  checks run in daemon threads, so a stuck socket can never keep the process alive.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from .checks.causes import explain
+from .checks.model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, worst
+
+log = logging.getLogger(__name__)
+
+IMDS_ID = "imds"
+
+
+@dataclass(frozen=True)
+class _Done:
+    check_id: str
+    outcome: Outcome
+    missing_fact: Optional[str] = None
+
+
+def select(checks: Sequence[Check], only: Optional[Iterable[str]]) -> List[Check]:
+    """Checks matching ``only`` (exact id or id prefix: "dns" selects dns.ssm, …) plus everything
+    they need, transitively. Unknown selectors are reported by the caller."""
+    if not only:
+        return list(checks)
+    by_id = {c.id: c for c in checks}
+    wanted: Set[str] = set()
+    for sel in only:
+        wanted.update(c.id for c in checks if c.id == sel or c.id.startswith(sel + "."))
+    stack = list(wanted)
+    while stack:
+        for need in by_id[stack.pop()].needs:
+            if need in by_id and need not in wanted:
+                wanted.add(need)
+                stack.append(need)
+    return [c for c in checks if c.id in wanted]
+
+
+def unknown_selectors(checks: Sequence[Check], only: Iterable[str]) -> List[str]:
+    ids = [c.id for c in checks] + [IMDS_ID]
+    return [s for s in only if not any(i == s or i.startswith(s + ".") for i in ids)]
+
+
+def _run_one(check: Check, ctx: Context, results: "queue.Queue[_Done]") -> None:
+    start = time.monotonic()
+    try:
+        out = check.run(ctx)
+        if not isinstance(out, Outcome) or not out.findings:
+            raise TypeError(f"check {check.id} returned {type(out).__name__}, not an Outcome with findings")
+        results.put(_Done(check.id, out))
+    except MissingFact as exc:
+        results.put(_Done(check.id, Outcome(()), missing_fact=exc.name))
+    except Exception as exc:  # noqa: BLE001 - any bug in a check becomes UNKNOWN, never a crash
+        tb = traceback.format_exc(limit=8)
+        finding = Finding(check.id, Status.UNKNOWN, f"check failed: {exc.__class__.__name__}: {exc}",
+                          evidence={"traceback": tb}, duration_s=time.monotonic() - start,
+                          **explain("check_crashed", error=f"{exc.__class__.__name__}: {exc}"))
+        results.put(_Done(check.id, Outcome((finding,))))
+
+
+def _blocked(check: Check, blocker: Finding) -> Finding:
+    status = max(blocker.status, Status.WARNING)
+    cause = f"blocked by {blocker.id}: {blocker.cause}" if blocker.cause else f"blocked by {blocker.id}"
+    return Finding(check.id, status, f"not run: blocked by {blocker.id}", cause_code=blocker.cause_code,
+                   cause=cause, fix=blocker.fix or f"fix {blocker.id} first", blocked_by=blocker.id)
+
+
+class Runner:
+    def __init__(self, checks: Sequence[Check], facts: Facts, settings: Settings, deadline: float,
+                 imds_finding: Optional[Finding] = None) -> None:
+        self.checks = list(checks)
+        self.facts = facts
+        self.settings = settings
+        self.deadline = deadline
+        self.imds_finding = imds_finding
+        self._by_id = {c.id: c for c in self.checks}
+
+    def run(self) -> List[Finding]:
+        results: "queue.Queue[_Done]" = queue.Queue()
+        data: Dict[str, Any] = {}
+        primary: Dict[str, Finding] = {}  # check id -> its own (first) finding, for blocking
+        findings: Dict[str, Tuple[Finding, ...]] = {}
+        pending = {c.id: c for c in self.checks}
+        running: Dict[str, float] = {}  # id -> start (monotonic)
+
+        def finish(check_id: str, found: Tuple[Finding, ...], out_data: Any) -> None:
+            findings[check_id] = found
+            primary[check_id] = found[0]
+            data[check_id] = out_data
+
+        def start_ready() -> None:
+            progressed = True
+            while progressed:
+                progressed = False
+                for cid, check in list(pending.items()):
+                    needs = [n for n in check.needs if n in self._by_id]
+                    if any(n not in findings for n in needs):
+                        continue
+                    del pending[cid]
+                    progressed = True
+                    blocker = next((primary[n] for n in needs if data.get(n) is None), None)
+                    if blocker is not None:
+                        finish(cid, (_blocked(check, blocker),), None)
+                        continue
+                    ctx = Context(self.facts, self.settings, {n: data[n] for n in needs},
+                                  self.deadline, check.timeout_s)
+                    running[cid] = time.monotonic()
+                    threading.Thread(target=_run_one, args=(check, ctx, results), daemon=True,
+                                     name=f"check-{cid}").start()
+
+        start_ready()
+        while running:
+            now = time.monotonic()
+            next_due = min(min(s + self._by_id[c].timeout_s for c, s in running.items()), self.deadline)
+            try:
+                done = results.get(timeout=max(0.0, next_due - now) + 0.02)
+            except queue.Empty:
+                done = None
+            if done is not None and done.check_id in running:
+                started = running.pop(done.check_id)
+                elapsed = time.monotonic() - started
+                if done.missing_fact:
+                    finish(done.check_id, (self._missing_fact(done.check_id, done.missing_fact, elapsed),), None)
+                else:
+                    found = tuple(replace(f, duration_s=f.duration_s or elapsed) for f in done.outcome.findings)
+                    finish(done.check_id, found, done.outcome.data)
+                log.debug("check %s finished in %.3f s: %s", done.check_id, elapsed,
+                          primary[done.check_id].status.name)
+            now = time.monotonic()
+            for cid, started in list(running.items()):
+                limit = min(started + self._by_id[cid].timeout_s, self.deadline)
+                if now >= limit:
+                    running.pop(cid)
+                    budget = round(limit - started, 2)
+                    finish(cid, (Finding(cid, Status.UNKNOWN, f"did not finish within {budget} s",
+                                         duration_s=now - started,
+                                         **explain("check_timeout", timeout_s=budget)),), None)
+                    log.warning("check %s abandoned after %.2f s", cid, now - started)
+            start_ready()
+        for cid in list(pending):  # only reachable when needs form a cycle or name nothing runnable
+            finish(cid, (Finding(cid, Status.UNKNOWN, "not run: its dependencies never finished",
+                                 **explain("check_timeout", timeout_s=0)),), None)
+        ordered: List[Finding] = []
+        for check in self.checks:
+            ordered.extend(findings.get(check.id, ()))
+        return ordered
+
+    def _missing_fact(self, check_id: str, fact: str, elapsed: float) -> Finding:
+        imds = self.imds_finding
+        status = max(imds.status, Status.WARNING) if imds is not None and imds.status != Status.OK else Status.UNKNOWN
+        imds_text = (imds.cause or imds.summary) if imds is not None else "IMDS not consulted"
+        expl = explain("missing_fact", fact=fact, imds=imds_text)
+        if imds is not None and imds.status != Status.OK:
+            return Finding(check_id, status, f"not run: blocked by imds ({fact} unknown)",
+                           cause_code=imds.cause_code, cause=f"blocked by imds: {expl['cause']}",
+                           fix=imds.fix, evidence={"missing_fact": fact}, duration_s=elapsed, blocked_by=IMDS_ID)
+        return Finding(check_id, status, f"not run: {fact} unknown", evidence={"missing_fact": fact},
+                       duration_s=elapsed, **expl)
+
+
+def overall(findings: Sequence[Finding]) -> Status:
+    return worst([f.status for f in findings])

@@ -1,0 +1,88 @@
+"""One way to make boto3 clients for the checks: the instance's region, our CA bundle, bounded
+timeouts and no retries (so a timeout we report is the timeout we set), and a bounded IMDS
+credential fetch. No client is created at import time.
+
+Test/debug hook: an endpoint URL per service, from ``ENDPOINT_URLS`` (set by tests) or the
+environment variable ``VPCE_DOCTOR_ENDPOINT_URL_<SERVICE>`` (e.g. ``…_EC2=http://127.0.0.1:5000``).
+Production leaves both unset, so botocore resolves the real service hostname — the name whose
+Private DNS / gateway path is what we are proving.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional
+
+from .model import Context
+from .net import ca_bundle_from
+
+ENV_PREFIX = "VPCE_DOCTOR_ENDPOINT_URL_"
+
+# service ("ec2", "s3") -> endpoint URL; tests set this, production never does.
+ENDPOINT_URLS: Dict[str, str] = {}
+
+# The IMDS credential fetch (instance profile): one 1 s try per step. Set on the session, so that
+# AWS_METADATA_SERVICE_TIMEOUT / _NUM_ATTEMPTS or ~/.aws/config cannot stretch a check's budget.
+IMDS_TIMEOUT_S = 1
+IMDS_ATTEMPTS = 1
+
+
+def endpoint_url(service: str) -> Optional[str]:
+    """The overridden endpoint URL for ``service``, or None for botocore's default resolution."""
+    key = ENV_PREFIX + service.upper().replace("-", "_").replace(".", "_")
+    return ENDPOINT_URLS.get(service) or os.environ.get(key) or None
+
+
+def client(ctx: Context, service: str, connect_timeout: Optional[float] = None,
+           read_timeout: Optional[float] = None) -> Any:
+    """A boto3 client for the instance's region with bounded, retry-free calls.
+
+    ``connect_timeout`` defaults to ``settings.connect_timeout_s``, ``read_timeout`` to
+    ``settings.api_timeout_s``; both are capped by the check's remaining budget.
+    """
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    region = ctx.facts.require("region")
+    settings = ctx.settings
+    session = botocore.session.get_session()
+    session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT_S)
+    session.set_config_variable("metadata_service_num_attempts", IMDS_ATTEMPTS)
+    options: Dict[str, Any] = {
+        "connect_timeout": ctx.budget(connect_timeout if connect_timeout is not None else settings.connect_timeout_s),
+        "read_timeout": ctx.budget(read_timeout if read_timeout is not None else settings.api_timeout_s),
+        # total_max_attempts=1: one attempt, no retries (botocore >= 1.15; 1.31 accepts it).
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        "user_agent_extra": "vpce-doctor",
+    }
+    if settings.fips:
+        options["use_fips_endpoint"] = True
+    if service == "s3":
+        # The regional name (s3.<region>.amazonaws.com), the one s3.dns resolves, also in us-east-1
+        # where botocore's legacy default is the global s3.amazonaws.com.
+        options["s3"] = {"us_east_1_regional_endpoint": "regional"}
+    verify: Any = ca_bundle_from(settings.ca_bundle) or True
+    return boto3.session.Session(botocore_session=session).client(
+        service, region_name=region, config=Config(**options), verify=verify,
+        endpoint_url=endpoint_url(service))
+
+
+def _mark_redirected(context: Dict[str, Any], **_: Any) -> None:
+    # botocore's S3RegionRedirector(v2) skips a request it believes it already redirected:
+    # v2 (botocore >= 1.28) reads context["s3_redirect"]["redirected"], v1 context["s3_redirected"].
+    redirect = context.get("s3_redirect")
+    if isinstance(redirect, dict):
+        redirect["redirected"] = True
+    context["s3_redirected"] = True
+
+
+def no_region_redirect(s3_client: Any) -> Any:
+    """Stop botocore from following S3's 301/400 region redirects, so a bucket in another region
+    is seen (and reported) instead of silently fetched from that region.
+
+    botocore registers the redirector per client without keeping a reference, so it can't be
+    unregistered; instead every call is marked as already redirected (``before-call`` runs after
+    the redirector annotated the request context and before the request is sent).
+    """
+    s3_client.meta.events.register("before-call.s3", _mark_redirected)
+    return s3_client

@@ -1,0 +1,272 @@
+"""Every cause the agent can name, with its fix, in the words of the VPC console and API.
+
+A finding refers to a cause by its stable code (JSON ``cause_code``; the fleet view and the
+troubleshooting table group by it). ``explain(code, **params)`` fills the templates; a parameter
+that is not known is simply left out of the ``cli`` command (the fix then names the console step).
+Adding a cause: add it here, nowhere else.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+
+@dataclass(frozen=True)
+class Cause:
+    code: str
+    cause: str  # what is most likely wrong (str.format with params)
+    fix: str  # what to change (str.format with params)
+    cli: Optional[str] = None  # exact AWS CLI command, when every {param} is known
+
+
+CAUSES: Dict[str, Cause] = {c.code: c for c in [
+    # --- IMDS and instance -------------------------------------------------------------------
+    Cause("imds_disabled",
+          "IMDS answered 403 Forbidden to the IMDSv2 token request: the instance metadata endpoint is disabled",
+          "Enable the metadata endpoint (EC2 console: Instance > Actions > Instance settings > Modify instance "
+          "metadata options > Metadata: Enabled); the SSM agent needs IMDS for its credentials",
+          "aws ec2 modify-instance-metadata-options --instance-id {instance_id} --http-endpoint enabled --http-tokens required"),
+    Cause("imds_hop_limit",
+          "IMDS did not answer the IMDSv2 token request in time: the metadata endpoint is unreachable from here, "
+          "or the response hop limit is too low (the default 1 does not reach a container)",
+          "Run on the instance itself, or raise the PUT response hop limit to 2 for containers; check that "
+          "nothing (iptables, a proxy) blocks 169.254.169.254",
+          "aws ec2 modify-instance-metadata-options --instance-id {instance_id} --http-put-response-hop-limit 2"),
+    Cause("imds_unreachable",
+          "IMDS at 169.254.169.254 refused or failed the connection ({error})",
+          "Check that the metadata endpoint is enabled and that no local firewall or proxy blocks 169.254.169.254:80"),
+    Cause("imds_bad_answer",
+          "IMDS gave an answer that is not what the metadata service returns ({error})",
+          "Check for a proxy or local service intercepting 169.254.169.254; set the facts in the config to run without IMDS"),
+    Cause("public_ip_assigned",
+          "The instance has a public IPv4 address ({public_ipv4}); a private instance should have none",
+          "Disable auto-assign public IPv4 on the subnet and launch without a public IP (or disassociate the Elastic IP)",
+          "aws ec2 modify-subnet-attribute --subnet-id {subnet_id} --no-map-public-ip-on-launch"),
+    Cause("no_instance_profile",
+          "No instance profile is attached: the SSM agent has no credentials to register with Systems Manager",
+          "Attach an instance profile whose role has the AmazonSSMManagedInstanceCore policy",
+          "aws ec2 associate-iam-instance-profile --instance-id {instance_id} --iam-instance-profile Name=<profile-name>"),
+    Cause("ssm_agent_not_running",
+          "The SSM agent process (amazon-ssm-agent) is not running",
+          "Start it: sudo systemctl enable --now amazon-ssm-agent"),
+    Cause("ssm_agent_not_connected",
+          "The SSM agent runs but holds no connection to the endpoint ENIs ({expected}); it probably started "
+          "before the endpoints existed and keeps retrying the old path",
+          "Restart the agent (sudo systemctl restart amazon-ssm-agent) or reboot the instance after creating the endpoints"),
+    # --- resolver ------------------------------------------------------------------------------
+    Cause("resolver_unreachable",
+          "The Amazon resolver {resolver} does not answer DNS queries: the VPC attribute enableDnsSupport is "
+          "false, or UDP/TCP 53 to it is blocked",
+          "Enable DNS resolution on the VPC (VPC console: Actions > Edit VPC settings > Enable DNS resolution)",
+          "aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --enable-dns-support '{{\"Value\":true}}'"),
+    Cause("resolver_error",
+          "The Amazon resolver {resolver} answered with an error ({rcode})",
+          "Check the VPC's DNS settings (enableDnsSupport) and any Route 53 Resolver rules or DNS Firewall on the VPC"),
+    Cause("resolver_slow",
+          "The Amazon resolver {resolver} answered slowly ({latency_ms} ms)",
+          "Look for DNS throttling (1024 packets/s per ENI to the resolver) or a slow forwarding rule; cache DNS locally"),
+    Cause("system_dns_differs",
+          "The system resolver ({source}) answers {host} with {system_answers}, not the endpoint addresses "
+          "{amazon_answers} that the Amazon resolver gives: programs on this instance, the SSM agent included, "
+          "will not use the endpoint",
+          "Remove the {source} entry for {host}, or make the custom DNS server forward {host} to the Amazon resolver"),
+    # --- interface endpoints: DNS --------------------------------------------------------------
+    Cause("endpoint_missing",
+          "There is no interface endpoint for {service} in this VPC: {host} resolves to public addresses "
+          "{answers}, which are unreachable without an IGW or NAT",
+          "Create the interface endpoint com.amazonaws.{region}.{service} with Private DNS enabled in the instance's subnets",
+          "aws ec2 create-vpc-endpoint --vpc-id {vpc_id} --vpc-endpoint-type Interface --service-name "
+          "com.amazonaws.{region}.{service} --subnet-ids {subnet_id} --private-dns-enabled"),
+    Cause("private_dns_disabled",
+          "The interface endpoint {endpoint_id} for {service} has Private DNS disabled: {host} still resolves "
+          "to public addresses {answers}",
+          "Enable Private DNS names on the endpoint (VPC console: Endpoints > Actions > Modify private DNS name)",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --private-dns-enabled"),
+    Cause("dns_hostnames_disabled",
+          "The VPC attribute enableDnsHostnames is false, so the endpoints' Private DNS cannot apply: "
+          "{host} resolves to public addresses {answers}",
+          "Enable DNS hostnames on the VPC (VPC console: Actions > Edit VPC settings > Enable DNS hostnames)",
+          "aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --enable-dns-hostnames '{{\"Value\":true}}'"),
+    Cause("dns_support_disabled",
+          "The VPC attribute enableDnsSupport is false: the Amazon resolver does not answer",
+          "Enable DNS resolution on the VPC (VPC console: Actions > Edit VPC settings > Enable DNS resolution)",
+          "aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --enable-dns-support '{{\"Value\":true}}'"),
+    Cause("private_dns_not_effective",
+          "{host} resolves to public addresses {answers}: the interface endpoint for {service} is missing, "
+          "its Private DNS is off, or the VPC's enableDnsHostnames is false (the EC2 API could not tell which)",
+          "Create the interface endpoint com.amazonaws.{region}.{service} with Private DNS enabled, and enable "
+          "both DNS resolution and DNS hostnames on the VPC"),
+    Cause("dns_nxdomain",
+          "{host} does not exist according to {resolver} (NXDOMAIN)",
+          "Check the service name and region; a Route 53 private hosted zone for {zone} without this record "
+          "shadows the public name — delete that zone or add the record"),
+    Cause("dns_no_answer",
+          "{resolver} gives no address for {host} ({rcode})",
+          "Check Route 53 Resolver rules and private hosted zones associated with the VPC"),
+    Cause("dns_timeout",
+          "{resolver} did not answer the query for {host} within {timeout_s} s",
+          "Check that enableDnsSupport is true on the VPC and that UDP/TCP 53 to the resolver is allowed"),
+    Cause("dns_mixed_answers",
+          "{host} resolves to a mix of private and public addresses ({answers})",
+          "Check for a Route 53 private hosted zone or /etc/hosts entry that shadows the endpoint's Private DNS"),
+    # --- interface endpoints: identity ----------------------------------------------------------
+    Cause("eni_mismatch",
+          "{host} resolves to {answers}, but the endpoint {endpoint_id}'s ENIs have {eni_ips}: a stale or "
+          "foreign DNS answer (a private hosted zone, /etc/hosts, or a deleted endpoint)",
+          "Find what serves the old answer (Route 53 private hosted zones associated with the VPC, /etc/hosts, "
+          "a custom DNS server) and remove it"),
+    Cause("endpoint_not_available",
+          "The endpoint {endpoint_id} for {service} is in state {state}, not available",
+          "Wait for it to become available, or accept/recreate it",
+          "aws ec2 describe-vpc-endpoints --vpc-endpoint-ids {endpoint_id}"),
+    # --- interface endpoints: reachability -----------------------------------------------------
+    Cause("tcp_timeout",
+          "TCP 443 to {ip} ({az}) timed out: the endpoint's security group lacks inbound TCP 443 from the "
+          "instance, or the instance's security group lacks outbound TCP 443, or a network ACL drops it",
+          "Allow inbound TCP 443 from the instance's security group (or the subnet CIDR) on the endpoint's "
+          "security group, and outbound TCP 443 on the instance's security group; check the subnet's NACL"),
+    Cause("endpoint_sg_no_inbound_443",
+          "TCP 443 to {ip} timed out and the endpoint's security group {sg_ids} has no inbound TCP 443 rule "
+          "that admits the instance",
+          "Add an inbound rule TCP 443 from the instance's security group or the subnet CIDR",
+          "aws ec2 authorize-security-group-ingress --group-id {sg_id} --protocol tcp --port 443 --cidr {subnet_cidr}"),
+    Cause("instance_sg_no_outbound_443",
+          "TCP 443 to {ip} timed out and the instance's security group {sg_ids} has no outbound TCP 443 rule",
+          "Add an outbound rule TCP 443 (to the endpoints' security group, the VPC CIDR or 0.0.0.0/0)",
+          "aws ec2 authorize-security-group-egress --group-id {sg_id} --ip-permissions "
+          "IpProtocol=tcp,FromPort=443,ToPort=443,IpRanges=[{{CidrIp={vpc_cidr}}}]"),
+    Cause("tcp_refused",
+          "TCP 443 to {ip} was refused: nothing listens there, so the DNS answer is stale (the ENI no longer "
+          "belongs to an endpoint)",
+          "Find what serves the stale answer (private hosted zone, /etc/hosts, custom DNS) and remove it"),
+    Cause("tcp_unreachable",
+          "TCP 443 to {ip} failed at once ({error}): no route from the instance",
+          "Check the instance's routes and the subnet's route table"),
+    Cause("tls_failed",
+          "TLS with {host} at {ip} failed ({error}): a proxy or firewall intercepts TLS, or the address "
+          "belongs to a different service",
+          "Remove TLS interception for AWS endpoints, or trust its CA via AWS_CA_BUNDLE / ca_bundle; check "
+          "that {host} resolves to this service's endpoint"),
+    Cause("az_unreachable",
+          "{service}: {bad_count} of {total} endpoint ENIs do not accept connections ({bad_ips}); clients "
+          "that pick those addresses stall",
+          "Fix the security group / NACL for the ENIs in the affected AZ(s), or remove the endpoint's subnet there"),
+    # --- S3 --------------------------------------------------------------------------------------
+    Cause("s3_no_gateway_route",
+          "S3 at {ip} did not answer: the subnet's route table has no route for the S3 prefix list to a "
+          "gateway endpoint",
+          "Create an S3 gateway endpoint and associate it with the subnet's route table",
+          "aws ec2 create-vpc-endpoint --vpc-id {vpc_id} --vpc-endpoint-type Gateway --service-name "
+          "com.amazonaws.{region}.s3 --route-table-ids {route_table_id}"),
+    Cause("s3_route_missing",
+          "The route table {route_table_id} of this subnet has no route to the S3 prefix list {prefix_list_id} "
+          "through a gateway endpoint",
+          "Associate the S3 gateway endpoint with this subnet's route table",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --add-route-table-ids {route_table_id}"),
+    Cause("s3_outside_prefix_list",
+          "{host} resolves to {answers}, which are not in the region's S3 prefix list {prefix_list_id}",
+          "Check for DNS overrides of S3 names; the gateway endpoint only carries addresses in the prefix list"),
+    Cause("s3_bucket_other_region",
+          "The bucket {bucket} is in {bucket_region}, not {region}: gateway endpoints only reach buckets in "
+          "the VPC's own region",
+          "Use a bucket in {region}, or reach {bucket_region} another way (an interface endpoint there via peering, or a NAT)"),
+    Cause("s3_access_denied_iam",
+          "S3 denied {action} ({error}): the instance profile's role lacks the permission",
+          "Grant the role {action} on {resource} (an IAM policy on the instance profile's role)"),
+    Cause("s3_access_denied_endpoint_policy",
+          "S3 denied {action} because the VPC endpoint's policy does not allow it ({error})",
+          "Allow {action} on {resource} in the gateway endpoint's policy",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --policy-document file://policy.json"),
+    Cause("s3_access_denied_bucket_policy",
+          "S3 denied {action} because a bucket policy denies it ({error})",
+          "Check the bucket policy of {bucket} (aws:sourceVpce / aws:SourceVpc conditions)"),
+    Cause("s3_access_denied",
+          "S3 denied {action} ({error}): the instance profile lacks the permission, or an endpoint or bucket "
+          "policy denies it",
+          "Grant the role {action} on {resource}, and check the gateway endpoint's policy and the bucket policy"),
+    Cause("s3_no_such_bucket",
+          "The bucket {bucket} does not exist",
+          "Fix the bucket name in the config (s3.bucket)"),
+    Cause("s3_no_such_key",
+          "The object {key} does not exist in {bucket}",
+          "Fix the key in the config (s3.key) or upload the object"),
+    Cause("s3_no_credentials",
+          "No AWS credentials for the S3 call: {error}",
+          "Attach an instance profile (or configure credentials) with S3 permissions"),
+    Cause("s3_error",
+          "S3 answered {error}",
+          "See the error code in the AWS S3 documentation"),
+    Cause("s3_interface_endpoint",
+          "{host} resolves to private addresses {answers}: an S3 interface endpoint with Private DNS serves S3 here",
+          "Nothing to fix if intended; the gateway endpoint is not used for this name"),
+    Cause("s3_sg_no_outbound_443",
+          "S3 at {ip} did not answer and the instance's security group {sg_ids} has no outbound TCP 443 rule "
+          "to the S3 prefix list {prefix_list_id} (or a CIDR that holds S3's addresses)",
+          "Add an outbound rule TCP 443 to the S3 prefix list on the instance's security group",
+          "aws ec2 authorize-security-group-egress --group-id {sg_id} --ip-permissions "
+          "IpProtocol=tcp,FromPort=443,ToPort=443,PrefixListIds=[{{PrefixListId={prefix_list_id}}}]"),
+    Cause("s3_path_blocked",
+          "S3 at {ip} did not answer although the route table {route_table_id} sends the S3 prefix list to the "
+          "gateway endpoint {endpoint_id}: a network ACL, a host firewall or a security group drops the traffic",
+          "Check the subnet's network ACL (outbound TCP 443 and inbound TCP 1024-65535 for the S3 prefix list's "
+          "CIDRs), the instance security group's outbound 443 and any host firewall or proxy"),
+    # --- isolation -------------------------------------------------------------------------------
+    Cause("internet_path",
+          "A TCP connection to {host}:{port} ({ip}) succeeded: this instance has a path to the internet "
+          "(an Internet Gateway or NAT route, or a proxy)",
+          "Remove the 0.0.0.0/0 route to the IGW/NAT from the subnet's route table (VPC console: Route tables > Routes)",
+          "aws ec2 delete-route --route-table-id {route_table_id} --destination-cidr-block 0.0.0.0/0"),
+    # --- EC2 API (for identity) --------------------------------------------------------------------
+    Cause("ec2_api_unavailable",
+          "The EC2 API is not reachable or not permitted from here ({error}); endpoint identity rests on CIDR evidence",
+          "Optional: create an ec2 interface endpoint and allow ec2:DescribeVpcEndpoints, "
+          "ec2:DescribeNetworkInterfaces, ec2:DescribeVpcAttribute, ec2:DescribeRouteTables, "
+          "ec2:DescribePrefixLists, ec2:DescribeSecurityGroups to the instance role"),
+    # --- ourselves --------------------------------------------------------------------------------
+    Cause("check_crashed",
+          "The check failed inside vpce-doctor: {error}",
+          "Report this as a bug with the evidence (traceback)"),
+    Cause("check_timeout",
+          "The check did not finish within its {timeout_s} s budget",
+          "Raise --timeout, or look at what it was waiting on in the evidence"),
+    Cause("missing_fact",
+          "{fact} is unknown: IMDS did not provide it ({imds}) and the config does not set it",
+          "Fix IMDS (see the imds finding), or set facts.{fact} in the config"),
+    # --- resolver and interface endpoints (appended by the resolver/endpoints checks) -----------
+    Cause("system_dns_unreachable",
+          "The system resolver ({source}, from {path}) does not answer ({error}): programs on this instance "
+          "that resolve through it, the SSM agent included, stall or fail",
+          "Fix or remove that nameserver in {path}, or point it at the Amazon resolver {resolver} (with "
+          "systemd-resolved: check systemctl status systemd-resolved and resolvectl status)"),
+    Cause("dns_private_outside_vpc",
+          "{host} resolves to private addresses {answers} outside this VPC's CIDRs {vpc_cidrs}: a shared "
+          "(centralized) endpoint in another VPC via a private hosted zone, or a stale record",
+          "Nothing to fix if a shared endpoint is intended (reach.{service} shows whether it works); otherwise "
+          "remove the private hosted zone or record for {host} and create the endpoint in this VPC"),
+]}
+
+
+_UNFILLED = re.compile(r"\{[a-z_]+\}")
+
+
+class _Partial(dict):  # leaves unknown {params} visible instead of raising
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _fmt(template: str, params: Dict[str, object]) -> str:
+    return template.format_map(_Partial({k: v for k, v in params.items() if v not in (None, "", ())}))
+
+
+def explain(code: str, **params: object) -> Dict[str, Optional[str]]:
+    """``{"cause_code", "cause", "fix"}`` for a Finding; the CLI command is appended to the fix
+    only when all of its parameters are known."""
+    c = CAUSES[code]
+    fix = _fmt(c.fix, params)
+    if c.cli:
+        cli = _fmt(c.cli, params)
+        if not _UNFILLED.search(cli):
+            fix = f"{fix}. CLI: {cli}"
+    cause = _fmt(c.cause, params)
+    return {"cause_code": code, "cause": cause, "fix": fix}

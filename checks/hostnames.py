@@ -1,0 +1,63 @@
+"""Service hostnames from botocore's endpoint data, for the instance's partition (offline)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Dict, Optional
+
+# ec2messages and ssmmessages have no botocore model; the partition's template gives their names.
+_DEFAULT_TEMPLATE = "{service}.{region}.{dnsSuffix}"
+
+
+@lru_cache(maxsize=1)
+def _endpoint_data() -> Dict[str, Any]:
+    from botocore.loaders import create_loader
+
+    return create_loader().load_data("endpoints")
+
+
+def _partition_for(region: str) -> Optional[Dict[str, Any]]:
+    import re
+
+    for p in _endpoint_data()["partitions"]:
+        if region in p.get("regions", {}) or re.match(p.get("regionRegex", "^$"), region):
+            return p
+    return None
+
+
+def dns_suffix(region: str) -> str:
+    p = _partition_for(region)
+    return p["dnsSuffix"] if p else "amazonaws.com"
+
+
+def partition_name(region: str) -> str:
+    p = _partition_for(region)
+    return p["partition"] if p else "aws"
+
+
+def service_hostname(service: str, region: str, fips: bool = False) -> str:
+    """``ssm.us-east-1.amazonaws.com``; ``ssm.cn-north-1.amazonaws.com.cn``; FIPS variants when asked.
+
+    Uses botocore's EndpointResolver (handles partitions and per-service hostname overrides);
+    falls back to the partition's default template for services botocore doesn't model.
+    """
+    from botocore.regions import EndpointResolver
+
+    resolver = EndpointResolver(_endpoint_data())
+    # Endpoint service names like "ecr.api" / "sagemaker.runtime" are botocore's "api.ecr" /
+    # "runtime.sagemaker" (the hostname's first labels, reversed).
+    name = ".".join(reversed(service.split("."))) if "." in service else service
+    endpoint = None
+    try:
+        if fips:
+            try:  # botocore >= 1.20 knows variants
+                endpoint = resolver.construct_endpoint(name, region, use_fips_endpoint=True)
+            except TypeError:
+                endpoint = resolver.construct_endpoint(f"{name}-fips", region)
+        else:
+            endpoint = resolver.construct_endpoint(name, region)
+    except Exception:  # noqa: BLE001 - unknown service names raise on some versions
+        endpoint = None
+    if endpoint and endpoint.get("hostname"):
+        return str(endpoint["hostname"])
+    base = f"{name}-fips" if fips else name
+    return _DEFAULT_TEMPLATE.format(service=base, region=region, dnsSuffix=dns_suffix(region))

@@ -1,0 +1,188 @@
+"""Core types shared by every probe and by the runtime.
+
+The check contract, in one place:
+
+* A check is a ``Check``: an id, the ids of the checks whose data it needs, a per-check timeout
+  and a plain function ``run(ctx) -> Outcome``.
+* ``run`` returns an ``Outcome``: one or more ``Finding`` s (the first one carries the check's own id)
+  and ``data`` for dependents. ``data=None`` means "I could not produce what dependents need": the
+  runner then skips every dependent as "blocked by <id>".
+* ``run`` never needs to catch its own bugs: the runner turns an exception into an UNKNOWN finding
+  with the traceback in its evidence. ``run`` must bound every network wait by ``ctx.budget(...)``.
+* A missing instance fact (IMDS down and not set in the config) raises ``MissingFact`` from
+  ``ctx.facts.require(...)``; the runner reports it as "blocked by imds" with IMDS's own cause.
+* Checks never import the runtime (``vpce_doctor.cli``, daemon, publishers).
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+
+class Status(IntEnum):
+    """Nagios / Datadog numbers: the worst status is the exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result. ``cause_code`` is a stable key of ``checks.causes.CAUSES``; ``cause`` and ``fix``
+    are the human text (the fix includes an exact AWS CLI command when resource ids are known)."""
+
+    id: str
+    status: Status
+    summary: str
+    cause_code: Optional[str] = None
+    cause: Optional[str] = None
+    fix: Optional[str] = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    blocked_by: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.name,
+            "summary": self.summary,
+            "cause_code": self.cause_code,
+            "cause": self.cause,
+            "fix": self.fix,
+            "evidence": dict(self.evidence),
+            "duration_s": round(self.duration_s, 4),
+            "blocked_by": self.blocked_by,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    findings: Tuple[Finding, ...]
+    data: Any = None
+
+
+class MissingFact(Exception):
+    """A check needs an instance fact that neither IMDS nor the config provided."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the instance knows about itself (IMDSv2, each field overridable in the config).
+
+    ``sources`` maps a field name to "imds" or "config". ``imds_*`` describe how IMDS answered:
+    ``imds_state`` is one of ok | disabled | unreachable | timeout | error | skipped.
+    """
+
+    region: Optional[str] = None
+    partition: Optional[str] = None
+    domain: Optional[str] = None
+    instance_id: Optional[str] = None
+    mac: Optional[str] = None
+    vpc_id: Optional[str] = None
+    subnet_id: Optional[str] = None
+    vpc_cidr: Optional[str] = None  # the primary CIDR (the resolver is its base + 2)
+    vpc_cidrs: Tuple[str, ...] = ()
+    subnet_cidr: Optional[str] = None
+    local_ipv4: Optional[str] = None
+    public_ipv4: Optional[str] = None
+    instance_profile_arn: Optional[str] = None
+    security_group_ids: Tuple[str, ...] = ()
+    imds_state: str = "skipped"
+    imds_cause_code: Optional[str] = None
+    imds_error: Optional[str] = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def require(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value in (None, (), ""):
+            raise MissingFact(name)
+        return value
+
+    def networks(self) -> Tuple[ipaddress.IPv4Network, ...]:
+        """All VPC CIDRs as networks (primary first); raises MissingFact when unknown."""
+        cidrs = self.vpc_cidrs or ((self.vpc_cidr,) if self.vpc_cidr else ())
+        if not cidrs:
+            raise MissingFact("vpc_cidrs")
+        return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)  # type: ignore[misc]
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else (
+                dict(value) if isinstance(value, Mapping) else value)
+        return out
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The check-relevant part of the config (validated by ``vpce_doctor.config``)."""
+
+    services: Tuple[str, ...] = ("ssm", "ec2messages", "ssmmessages")
+    fips: bool = False
+    resolver: Optional[str] = None  # default: primary CIDR base + 2, then 169.254.169.253
+    dns_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+    tls_timeout_s: float = 3.0
+    api_timeout_s: float = 3.0
+    egress_targets: Tuple[Target, ...] = (Target("google.com", 443),)
+    egress_timeout_s: float = 3.0
+    s3_bucket: Optional[str] = None
+    s3_key: Optional[str] = None
+    s3_get_object: bool = False
+    ca_bundle: Optional[str] = None  # extra CA bundle; AWS_CA_BUNDLE is honoured too
+    check_ssm_agent: bool = True
+    check_ec2_api: bool = True
+
+
+class Context:
+    """What a check sees: facts, settings, data of the checks it needs, and its time budget."""
+
+    def __init__(self, facts: Facts, settings: Settings, data: Mapping[str, Any],
+                 deadline: float, check_timeout_s: float) -> None:
+        self.facts = facts
+        self.settings = settings
+        self._data = data
+        self._deadline = min(deadline, time.monotonic() + check_timeout_s)
+
+    def data(self, check_id: str) -> Any:
+        """The ``Outcome.data`` of a check listed in ``needs`` (never None: the runner blocks first)."""
+        return self._data[check_id]
+
+    def remaining(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    def budget(self, wanted: float) -> float:
+        """A timeout for one network wait: ``wanted`` but never past the check's deadline."""
+        return max(0.05, min(wanted, self.remaining()))
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    run: Callable[[Context], Outcome]
+    needs: Tuple[str, ...] = ()
+    timeout_s: float = 8.0
+
+
+def outcome(*findings: Finding, data: Any = None) -> Outcome:
+    return Outcome(tuple(findings), data)
+
+
+def worst(statuses: Sequence[Status]) -> Status:
+    return max(statuses, default=Status.OK)

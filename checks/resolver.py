@@ -1,0 +1,296 @@
+"""The Amazon resolver answers (``resolver``) and the system resolver agrees with it (``resolver.system``).
+
+``resolver`` asks the Amazon resolver itself, never whatever /etc/resolv.conf names: the VPC's
+**primary** IPv4 CIDR base + 2, falling back to 169.254.169.253 (AWS-FACTS "DNS": the resolver lives
+at both; with several CIDR blocks only the primary one's +2 is the resolver).
+
+``resolver.system`` then compares what programs on the instance actually get (/etc/hosts first, as
+nsswitch's default "files dns" order does on Amazon Linux, then the /etc/resolv.conf nameservers)
+with the Amazon resolver's answers for every service hostname and S3's regional name.
+"""
+from __future__ import annotations
+
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .causes import explain
+from .dnsquery import DnsAnswer, query_a
+from .hostnames import service_hostname
+from .model import Check, Context, Facts, Finding, Outcome, Settings, Status, outcome, worst
+
+FALLBACK_RESOLVER = "169.254.169.253"  # the Amazon resolver's link-local address (AWS-FACTS "DNS")
+SLOW_S = 1.0  # a resolver answering slower than this stalls every client lookup noticeably
+HOSTS_PATH = "/etc/hosts"
+RESOLV_CONF_PATH = "/etc/resolv.conf"
+GLIBC_DEFAULT_NAMESERVER = "127.0.0.1"  # what glibc uses when resolv.conf names none
+GLIBC_MAXNS = 3  # glibc reads at most three nameserver lines
+# Without a known region any AWS name proves the resolver answers; this one exists everywhere.
+_STANDIN_REGION = "us-east-1"
+_ANSWERED = ("answer", "nxdomain", "nodata")
+# RFC 1918 + RFC 6598 shared space. ipaddress.is_private is not used on purpose: it also flags the
+# documentation ranges (198.51.100.0/24, 203.0.113.0/24) that stand for public addresses in the lab.
+_PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in
+                      ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+
+
+# --- shared helpers (endpoints.py uses these too) ------------------------------------------------
+
+def address_kind(ip: str, networks: Sequence[ipaddress.IPv4Network]) -> str:
+    """"vpc" (inside the VPC CIDRs), "private" (RFC 1918 elsewhere), or "public"."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "public"
+    if any(addr in n for n in networks if n.version == addr.version):
+        return "vpc"
+    if any(addr in n for n in _PRIVATE_NETS if n.version == addr.version):
+        return "private"
+    return "public"
+
+
+def resolver_base2(vpc_cidr: str) -> str:
+    """The Amazon resolver address of a VPC: its primary CIDR's network address + 2."""
+    return str(ipaddress.ip_network(vpc_cidr, strict=False).network_address + 2)
+
+
+def region_or_standin(facts: Facts) -> str:
+    return facts.region or _STANDIN_REGION
+
+
+def checked_hostnames(settings: Settings, region: str) -> List[str]:
+    """Each service hostname plus S3's regional name (what the gateway endpoint serves)."""
+    hosts = [service_hostname(s, region, settings.fips) for s in settings.services]
+    hosts.append(service_hostname("s3", region))
+    return list(dict.fromkeys(hosts))
+
+
+# --- resolver ------------------------------------------------------------------------------------
+
+def candidates(facts: Facts, settings: Settings) -> List[str]:
+    """Where to ask, in order: the configured resolver or primary CIDR base + 2, then 169.254.169.253."""
+    first = settings.resolver or resolver_base2(facts.require("vpc_cidr"))
+    return list(dict.fromkeys([first, FALLBACK_RESOLVER]))
+
+
+def run_resolver(ctx: Context) -> Outcome:
+    settings, facts = ctx.settings, ctx.facts
+    servers = candidates(facts, settings)
+    host = service_hostname(settings.services[0], region_or_standin(facts), settings.fips)
+    tried: List[DnsAnswer] = []
+    for server in servers:
+        ans = query_a(host, server, ctx.budget(settings.dns_timeout_s))
+        tried.append(ans)
+        if ans.outcome not in ("timeout", "unreachable"):
+            break  # it answered (even an error rcode is an answer from this server)
+    last = tried[-1]
+    evidence: Dict[str, Any] = {
+        "server": last.server, "host": host, "outcome": last.outcome, "rcode": last.rcode,
+        "answers": list(last.addresses), "ttl": last.ttl, "latency_ms": _ms(last.latency_s),
+        "tried": [{"server": a.server, "outcome": a.outcome, "latency_ms": _ms(a.latency_s), "error": a.error}
+                  for a in tried],
+    }
+    if last.outcome in ("timeout", "unreachable"):
+        names = " and ".join(a.server for a in tried)
+        return outcome(Finding(
+            "resolver", Status.CRITICAL,
+            f"The Amazon resolver does not answer ({'; '.join(f'{a.server}: {a.error}' for a in tried)})",
+            evidence=evidence, **explain("resolver_unreachable", resolver=names, vpc_id=facts.vpc_id)))
+    fell_back = len(tried) > 1
+    note = (f" (after {tried[0].server} gave no answer: {tried[0].outcome})" if fell_back else "")
+    data = {"server": last.server}
+    if last.outcome == "error":
+        # The server is reachable, so dependents still run and name the per-service effect.
+        return outcome(Finding(
+            "resolver", Status.CRITICAL, f"The Amazon resolver {last.server} answered {last.rcode} for {host}{note}",
+            evidence=evidence, **explain("resolver_error", resolver=last.server, rcode=last.rcode)), data=data)
+    if last.latency_s > SLOW_S:
+        return outcome(Finding(
+            "resolver", Status.WARNING,
+            f"The Amazon resolver {last.server} answered in {_ms(last.latency_s)} ms (> {SLOW_S:g} s){note}",
+            evidence=evidence,
+            **explain("resolver_slow", resolver=last.server, latency_ms=_ms(last.latency_s))), data=data)
+    # NXDOMAIN / no data for the service name still proves the resolver answers; dns.<svc> says more.
+    what = ", ".join(last.addresses) if last.addresses else (last.rcode or last.outcome)
+    return outcome(Finding(
+        "resolver", Status.OK,
+        f"The Amazon resolver {last.server} answers ({host} -> {what}, {_ms(last.latency_s)} ms){note}",
+        evidence=evidence), data=data)
+
+
+# --- resolver.system -----------------------------------------------------------------------------
+
+def read_hosts(path: str) -> Dict[str, List[str]]:
+    """name (lower case) -> IPv4 addresses, in file order, from an /etc/hosts-format file."""
+    out: Dict[str, List[str]] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        try:
+            addr = ipaddress.ip_address(fields[0])
+        except ValueError:
+            continue
+        if addr.version != 4:
+            continue  # the checks ask for A records only
+        for name in fields[1:]:
+            ips = out.setdefault(name.lower().rstrip("."), [])
+            if str(addr) not in ips:
+                ips.append(str(addr))
+    return out
+
+
+def read_nameservers(path: str) -> Tuple[List[str], bool]:
+    """The nameservers glibc would use from a resolv.conf, and whether the file named any."""
+    servers: List[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            addr = fields[1].split("%", 1)[0]  # drop an IPv6 zone index
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                continue
+            if addr not in servers:
+                servers.append(addr)
+    if not servers:
+        return [GLIBC_DEFAULT_NAMESERVER], False
+    return servers[:GLIBC_MAXNS], True
+
+
+def _differs(system: Sequence[str], amazon: Sequence[str], from_hosts_file: bool,
+             networks: Sequence[ipaddress.IPv4Network]) -> bool:
+    if set(system) == set(amazon):
+        return False
+    if from_hosts_file or not system or not amazon:
+        return True
+    # Public names such as S3's are load-balanced: two servers (or two queries) give different
+    # public sets. That is not a disagreement; a private vs public split is.
+    kinds = {address_kind(a, networks) for a in list(system) + list(amazon)}
+    return kinds != {"public"}
+
+
+def _severity(system: Sequence[str], amazon: Sequence[str], networks: Sequence[ipaddress.IPv4Network]) -> Status:
+    """CRITICAL when the Amazon resolver gives private endpoint addresses and the system path leads
+    elsewhere (outside the VPC or not an endpoint address): programs bypass the endpoint."""
+    amazon_private = bool(amazon) and all(address_kind(a, networks) == "vpc" for a in amazon)
+    leads_elsewhere = not system or any(a not in amazon or address_kind(a, networks) != "vpc" for a in system)
+    return Status.CRITICAL if amazon_private and leads_elsewhere else Status.WARNING
+
+
+def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path: Optional[str] = None) -> Outcome:
+    settings, facts = ctx.settings, ctx.facts
+    hosts_path = hosts_path or HOSTS_PATH
+    resolv_conf_path = resolv_conf_path or RESOLV_CONF_PATH
+    amazon_server = ctx.data("resolver")["server"]
+    networks = facts.networks()
+    hostnames = checked_hostnames(settings, facts.require("region"))
+    hosts_file = read_hosts(hosts_path)
+    nameservers, named = read_nameservers(resolv_conf_path)
+    amazon_addresses = {amazon_server, FALLBACK_RESOLVER}
+    if facts.vpc_cidr:
+        amazon_addresses.add(resolver_base2(facts.vpc_cidr))
+    # Asking the very server the resolver check uses again would only compare it with itself.
+    asked = [ns for ns in nameservers if ns != amazon_server]
+
+    timeout = ctx.budget(settings.dns_timeout_s)
+    jobs = [(h, amazon_server) for h in hostnames] + [(h, ns) for h in hostnames for ns in asked]
+    with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
+        answers = dict(zip(jobs, pool.map(lambda job: query_a(job[0], job[1], timeout), jobs)))
+
+    per_host: Dict[str, Dict[str, Any]] = {}
+    diffs: List[Dict[str, Any]] = []
+    silent: Dict[str, str] = {}  # nameserver -> error, when it answered nothing at all
+    for ns in asked:
+        outs = [answers[(h, ns)] for h in hostnames]
+        if all(a.outcome in ("timeout", "unreachable") for a in outs):
+            silent[ns] = outs[0].error or outs[0].outcome
+    for host in hostnames:
+        amazon = answers[(host, amazon_server)]
+        row: Dict[str, Any] = {"amazon": list(amazon.addresses) or amazon.outcome}
+        per_host[host] = row
+        sources: List[Tuple[str, List[str], bool, Optional[DnsAnswer]]] = []
+        if host in hosts_file:
+            sources.append((hosts_path, hosts_file[host], True, None))
+        for ns in nameservers:
+            if ns == amazon_server:
+                row[f"nameserver {ns}"] = "the Amazon resolver itself"
+                continue
+            ans = answers[(host, ns)]
+            if ns in silent or ans.outcome in ("timeout", "unreachable"):
+                row[f"nameserver {ns}"] = ans.outcome
+                continue
+            sources.append((f"nameserver {ns}", list(ans.addresses), False, ans))
+        for source, system, from_file, ans in sources:
+            row[source] = system or (ans.outcome if ans else [])
+            if amazon.outcome != "answer":
+                continue  # nothing to compare with; dns.<svc> reports the Amazon side
+            if not _differs(system, amazon.addresses, from_file, networks):
+                continue
+            diffs.append({"host": host, "source": source, "system_answers": system or (ans.outcome if ans else []),
+                          "amazon_answers": list(amazon.addresses),
+                          "status": _severity(system, amazon.addresses, networks).name})
+
+    on_amazon = [ns for ns in nameservers if ns in amazon_addresses]
+    evidence: Dict[str, Any] = {
+        "hosts_file": hosts_path, "resolv_conf": resolv_conf_path, "nameservers": nameservers,
+        "resolv_conf_names_nameservers": named, "amazon_resolver": amazon_server,
+        "nameservers_are_amazon_resolver": on_amazon, "hosts": per_host, "differences": diffs,
+        "silent_nameservers": silent,
+    }
+    findings: List[Tuple[Status, Dict[str, Optional[str]], str]] = []
+    for d in diffs:
+        got, want = _show(d["system_answers"]), _show(d["amazon_answers"])
+        findings.append((Status[d["status"]],
+                         explain("system_dns_differs", source=d["source"], host=d["host"], system_answers=got,
+                                 amazon_answers=want),
+                         f"{d['source']} answers {d['host']} with {got}, the Amazon resolver with {want}"))
+    if silent:
+        # Every nameserver silent: nothing on the instance resolves (unless /etc/hosts covers it).
+        status = Status.CRITICAL if len(silent) == len(asked) and not on_amazon else Status.WARNING
+        ns, err = next(iter(silent.items()))
+        findings.append((status, explain("system_dns_unreachable", source=f"nameserver {ns}", path=resolv_conf_path,
+                                         error=err, resolver=amazon_server),
+                         f"nameserver {ns} from {resolv_conf_path} does not answer ({err})"))
+    if not findings:
+        uses = (f"; {resolv_conf_path} uses the Amazon resolver ({', '.join(on_amazon)})" if on_amazon else "")
+        return outcome(Finding(
+            "resolver.system", Status.OK,
+            f"The system resolver agrees with the Amazon resolver for {len(hostnames)} names{uses}",
+            evidence=evidence), data={"nameservers": nameservers, "differences": 0})
+    status = worst([f[0] for f in findings])
+    top = next(f for f in findings if f[0] == status)
+    more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+    return outcome(Finding("resolver.system", status, top[2] + more, evidence=evidence, **top[1]),
+                   data={"nameservers": nameservers, "differences": len(diffs)})
+
+
+def _show(answers: Any) -> str:
+    """Addresses as "a, b"; an outcome such as "nxdomain" as is."""
+    if isinstance(answers, (list, tuple)):
+        return ", ".join(answers) if answers else "nothing"
+    return str(answers)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def checks(settings: Settings) -> List[Check]:
+    dns_wait = settings.dns_timeout_s
+    return [
+        # two servers, one query each
+        Check("resolver", run_resolver, timeout_s=2 * dns_wait + 2.0),
+        # all queries run concurrently, each bounded by dns_timeout_s
+        Check("resolver.system", run_system, needs=("resolver",), timeout_s=dns_wait + 3.0),
+    ]

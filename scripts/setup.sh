@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine for the lab and the tests: system tools + a virtualenv in .venv.
+# Debian/Ubuntu: installs iproute2, nftables, dnsmasq-base (and python3-venv when needed) with apt.
+# Amazon Linux 2023 / Fedora: installs iproute, nftables, dnsmasq with dnf.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (the lab creates network namespaces): sudo $0" >&2; exit 3
+fi
+PY=${PYTHON:-python3}
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(ip)
+command -v nft >/dev/null 2>&1 || missing+=(nft)
+command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq)
+"$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages for: ${missing[*]}"
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq iproute2 nftables dnsmasq-base python3-venv >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then
+    dnf install -y -q iproute nftables dnsmasq python3 >/dev/null
+  else
+    echo "setup: install iproute2, nftables and dnsmasq with your package manager" >&2; exit 3
+  fi
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -e '.[test,prometheus]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import vpce_doctor, moto, dns, trustme' \
+  || { echo "setup: the virtualenv .venv is incomplete" >&2; exit 3; }
+echo "setup: ready ($(.venv/bin/python --version), vpce-doctor $(.venv/bin/vpce-doctor --version | cut -d" " -f2))"

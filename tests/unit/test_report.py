@@ -1,0 +1,112 @@
+"""Verdicts and renderers, from findings."""
+from __future__ import annotations
+
+import json
+import time
+
+from vpce_doctor.checks.model import Facts, Finding, Status
+from vpce_doctor.render import render_json, render_nagios, render_table
+from vpce_doctor.report import Report, verdicts
+
+SERVICES = ("ssm", "ec2messages", "ssmmessages")
+
+
+def healthy() -> dict:
+    ids = ["imds", "instance.public_ip", "instance.profile", "ssm_agent", "resolver", "resolver.system", "ec2.api",
+           "s3.dns", "s3.route", "s3.api", "s3.object", "egress.google.com"]
+    for s in SERVICES:
+        ids += [f"dns.{s}", f"eni.{s}", f"reach.{s}"]
+    return {i: Finding(i, Status.OK, "fine") for i in ids}
+
+
+def bad(fid: str, status: Status = Status.CRITICAL, code: str = "tcp_timeout") -> Finding:
+    return Finding(fid, status, "broken", cause_code=code, cause=f"{code} happened", fix="fix it")
+
+
+def report(findings: dict) -> Report:
+    fs = tuple(findings.values())
+    return Report(fs, Facts(region="us-east-1"), verdicts(fs), time.time(), 0.5)
+
+
+def v(findings: dict) -> dict:
+    return {x.name: x for x in verdicts(tuple(findings.values()))}
+
+
+def test_healthy_all_works():
+    out = v(healthy())
+    assert {k: x.status for k, x in out.items()} == {
+        "session_manager": "works", "run_command": "works", "s3_gateway": "works", "isolation": "works"}
+
+
+def test_ssmmessages_missing_breaks_session_manager_not_run_command():
+    f = healthy()
+    f["dns.ssmmessages"] = bad("dns.ssmmessages", code="endpoint_missing")
+    out = v(f)
+    assert out["session_manager"].status == "broken" and "endpoint_missing" in out["session_manager"].reason
+    assert out["run_command"].status == "works" and "ec2messages" in out["run_command"].reason
+
+
+def test_both_message_channels_broken_breaks_run_command():
+    f = healthy()
+    f["reach.ssmmessages"] = bad("reach.ssmmessages")
+    f["reach.ec2messages"] = bad("reach.ec2messages")
+    assert v(f)["run_command"].status == "broken"
+
+
+def test_ec2messages_broken_is_noted_for_old_agents():
+    f = healthy()
+    f["dns.ec2messages"] = bad("dns.ec2messages", code="private_dns_disabled")
+    sm = v(f)["session_manager"]
+    assert sm.status == "works" and "3.3.40.0" in sm.reason
+
+
+def test_degraded_az_still_works_but_says_so():
+    f = healthy()
+    f["reach.ssm"] = bad("reach.ssm", Status.WARNING, "az_unreachable")
+    out = v(f)
+    assert out["session_manager"].status == "works" and "degraded" in out["session_manager"].reason
+
+
+def test_internet_path_breaks_isolation_and_agent_not_connected_breaks_ssm():
+    f = healthy()
+    f["egress.google.com"] = bad("egress.google.com", code="internet_path")
+    f["ssm_agent"] = bad("ssm_agent", Status.WARNING, "ssm_agent_not_connected")
+    out = v(f)
+    assert out["isolation"].status == "broken" and "internet_path" in out["isolation"].reason
+    assert out["session_manager"].status == "broken" and out["run_command"].status == "broken"
+
+
+def test_root_cause_is_named_before_what_it_blocked():
+    f = healthy()
+    f["reach.ssm"] = Finding("reach.ssm", Status.CRITICAL, "not run", cause="blocked by dns.ssm", blocked_by="dns.ssm")
+    f["dns.ssm"] = bad("dns.ssm", code="private_dns_disabled")
+    assert v(f)["session_manager"].reason.startswith("broken because dns.ssm")
+
+
+def test_json_is_stable_and_complete():
+    f = healthy()
+    f["dns.ssm"] = bad("dns.ssm", code="private_dns_disabled")
+    doc = json.loads(render_json(report(f)))
+    assert doc["schema_version"] == 1 and doc["status"] == "CRITICAL" and doc["exit_code"] == 2
+    assert set(doc["verdicts"]) == {"session_manager", "run_command", "s3_gateway", "isolation"}
+    finding = next(x for x in doc["findings"] if x["id"] == "dns.ssm")
+    assert set(finding) >= {"id", "status", "summary", "cause", "fix", "evidence", "duration_s", "cause_code"}
+
+
+def test_table_shows_cause_and_fix_without_colour_off_tty():
+    f = healthy()
+    f["dns.ssm"] = bad("dns.ssm", code="private_dns_disabled")
+    text = render_table(report(f), colour=False)
+    assert "private_dns_disabled happened" in text and "fix it" in text and "\033[" not in text
+    assert "Overall: CRITICAL (exit 2)" in text
+    assert "\033[31m" in render_table(report(f), colour=True)
+
+
+def test_nagios_first_line_has_status_and_perfdata():
+    f = healthy()
+    f["reach.ssm"] = Finding("reach.ssm", Status.WARNING, "1 of 2 ENIs unreachable", cause_code="az_unreachable",
+                             cause="AZ b", fix="fix SG", evidence={"connect_ms": 1.5})
+    lines = render_nagios(report(f)).splitlines()
+    assert lines[0].startswith("VPCE-DOCTOR WARNING - reach.ssm: 1 of 2 ENIs unreachable |")
+    assert "'reach.ssm_tcp'=0.0015s;;;0" in lines[0] and "'warning'=1;;;0" in lines[0]
+    assert len(lines) == 1 + len(f)

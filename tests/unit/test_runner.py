@@ -1,0 +1,111 @@
+"""The runner: concurrency, blocking, crashes, timeouts and the deadline (plain functions as checks)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from vpce_doctor.checks.model import Check, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
+from vpce_doctor.runner import Runner, select
+
+FACTS = Facts(region="us-east-1", vpc_cidr="10.0.0.0/16", imds_state="ok")
+
+
+def ok(cid: str, data: object = True):
+    return lambda ctx: outcome(Finding(cid, Status.OK, "fine"), data=data)
+
+
+def run(checks, deadline_s: float = 5.0, facts: Facts = FACTS, imds=None):
+    return {f.id: f for f in Runner(checks, facts, Settings(), time.monotonic() + deadline_s, imds).run()}
+
+
+def test_independent_checks_run_concurrently():
+    barrier = threading.Barrier(2, timeout=3)
+
+    def meet(cid):
+        def fn(ctx):
+            barrier.wait()  # only passes when both checks run at the same time
+            return outcome(Finding(cid, Status.OK, "met"))
+        return fn
+
+    found = run([Check("a", meet("a")), Check("b", meet("b"))])
+    assert found["a"].status == found["b"].status == Status.OK
+
+
+def test_dependent_gets_data_and_blocked_dependent_takes_blockers_status():
+    seen = {}
+
+    def child(ctx):
+        seen["data"] = ctx.data("parent")
+        return outcome(Finding("child", Status.OK, "ok"))
+
+    bad = lambda ctx: outcome(Finding("bad", Status.CRITICAL, "broken", cause_code="tcp_timeout",
+                                      cause="it timed out", fix="open 443"))
+    found = run([Check("parent", ok("parent", data={"x": 1})), Check("child", child, needs=("parent",)),
+                 Check("bad", bad), Check("after_bad", ok("after_bad"), needs=("bad",))])
+    assert seen["data"] == {"x": 1}
+    blocked = found["after_bad"]
+    assert blocked.blocked_by == "bad" and blocked.status == Status.CRITICAL
+    assert blocked.cause_code == "tcp_timeout" and "blocked by bad" in blocked.cause
+
+
+def test_exception_becomes_unknown_with_traceback():
+    def boom(ctx):
+        raise ValueError("kaboom")
+
+    f = run([Check("boom", boom)])["boom"]
+    assert f.status == Status.UNKNOWN and f.cause_code == "check_crashed"
+    assert "kaboom" in f.summary and "Traceback" in f.evidence["traceback"]
+
+
+def test_stuck_check_is_abandoned_at_its_timeout():
+    release = threading.Event()
+
+    def stuck(ctx):
+        release.wait(30)
+        return outcome(Finding("stuck", Status.OK, "late"))
+
+    start = time.monotonic()
+    found = run([Check("stuck", stuck, timeout_s=0.3), Check("quick", ok("quick"))])
+    elapsed = time.monotonic() - start
+    release.set()
+    assert found["stuck"].status == Status.UNKNOWN and found["stuck"].cause_code == "check_timeout"
+    assert found["quick"].status == Status.OK
+    assert elapsed < 3
+
+
+def test_global_deadline_bounds_everything():
+    release = threading.Event()
+
+    def stuck(ctx):
+        release.wait(30)
+        return outcome(Finding("s", Status.OK, "late"))
+
+    start = time.monotonic()
+    found = run([Check("s1", stuck, timeout_s=30), Check("s2", stuck, needs=("s1",), timeout_s=30)], deadline_s=0.4)
+    elapsed = time.monotonic() - start
+    release.set()
+    assert found["s1"].status == Status.UNKNOWN
+    assert found["s2"].blocked_by == "s1"
+    assert elapsed < 3
+
+
+def test_missing_fact_is_blocked_by_imds_with_its_cause():
+    imds = Finding("imds", Status.CRITICAL, "IMDS disabled", cause_code="imds_disabled", cause="403", fix="enable it")
+
+    def needs_cidr(ctx):
+        ctx.facts.require("vpc_cidr")
+        return outcome(Finding("x", Status.OK, "never"))
+
+    f = run([Check("x", needs_cidr)], facts=Facts(imds_state="disabled"), imds=imds)["x"]
+    assert f.blocked_by == "imds" and f.status == Status.CRITICAL and f.cause_code == "imds_disabled"
+
+
+def test_bad_return_value_is_a_crash_not_a_hang():
+    f = run([Check("bad", lambda ctx: None)])["bad"]  # type: ignore[arg-type,return-value]
+    assert f.status == Status.UNKNOWN and f.cause_code == "check_crashed"
+
+
+def test_select_pulls_in_dependencies():
+    checks = [Check("resolver", ok("resolver")), Check("dns.ssm", ok("dns.ssm"), needs=("resolver",)),
+              Check("egress.google.com", ok("e"))]
+    assert [c.id for c in select(checks, ["dns"])] == ["resolver", "dns.ssm"]
