@@ -128,6 +128,12 @@ def verdicts(findings: Sequence[Finding]) -> Tuple[Verdict, ...]:
     via = "the S3 interface endpoint" if s3dns is not None and s3dns.evidence.get("interface_endpoint") else "the gateway endpoint"
     s3 = _verdict("s3_gateway", "S3 via gateway endpoint", idx, s3_ids, f"S3 works through {via}")
 
-    egress_ids = [f.id for f in findings if f.id.startswith("egress.")] or ["egress"]
-    iso = _verdict("isolation", "Isolation", idx, egress_ids, "isolated: no internet path")
+    egress = [f for f in findings if f.id.startswith("egress.")]
+    if egress and all(f.blocked_by for f in egress):
+        # Without DNS nothing could be dialled: that proves nothing about an internet path.
+        iso = Verdict("isolation", "Isolation", "unknown",
+                      f"not tested: blocked by {egress[0].blocked_by} ({egress[0].cause or egress[0].summary})")
+    else:
+        iso = _verdict("isolation", "Isolation", idx, [f.id for f in egress] or ["egress"],
+                       "isolated: no internet path")
     return (session, run_cmd, s3, iso)

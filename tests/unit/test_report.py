@@ -110,3 +110,13 @@ def test_nagios_first_line_has_status_and_perfdata():
     assert lines[0].startswith("VPCE-DOCTOR WARNING - reach.ssm: 1 of 2 ENIs unreachable |")
     assert "'reach.ssm_tcp'=0.0015s;;;0" in lines[0] and "'warning'=1;;;0" in lines[0]
     assert len(lines) == 1 + len(f)
+
+
+def test_isolation_untestable_without_dns_is_unknown_not_broken():
+    f = healthy()
+    f["resolver"] = bad("resolver", code="resolver_unreachable")
+    f["egress.google.com"] = Finding("egress.google.com", Status.CRITICAL, "not run", cause="blocked by resolver",
+                                     blocked_by="resolver")
+    out = v(f)
+    assert out["isolation"].status == "unknown" and "resolver" in out["isolation"].reason
+    assert out["session_manager"].status == "broken"

@@ -1,0 +1,165 @@
+"""world.json, typed: what the lab core decided the VPC looks like (docs/lab-contract.md).
+
+Only the keys the AWS layer needs are parsed; anything else in the file is ignored so the lab core
+can grow the format without breaking this layer.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    az: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class EniSpec:
+    az: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class InterfaceEndpointSpec:
+    service: str          # "ssm", "ec2messages", …
+    hostname: str         # the Private DNS name, e.g. ssm.us-east-1.amazonaws.com
+    private_dns: bool
+    state: str            # DescribeVpcEndpoints State: available, pending, …
+    enis: Tuple[EniSpec, ...]
+
+
+@dataclass(frozen=True)
+class S3Spec:
+    gateway_endpoint: bool
+    route: bool           # the gateway endpoint's prefix-list route on the instance subnet's table
+    ips: Tuple[str, ...]
+    prefix_list_cidrs: Tuple[str, ...]
+    policy_allows: bool   # False: the endpoint policy explicitly denies
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    region: str
+    key: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    attached: bool
+    role: str
+    s3_permission: bool
+
+
+@dataclass(frozen=True)
+class World:
+    name: str
+    region: str
+    partition: str
+    domain: str
+    vpc_cidr: str
+    instance_ip: str
+    subnets: Tuple[SubnetSpec, ...]
+    instance_subnet_az: str
+    enable_dns_support: bool
+    enable_dns_hostnames: bool
+    interface_endpoints: Tuple[InterfaceEndpointSpec, ...]
+    endpoint_sg_inbound_443: bool
+    instance_sg_outbound_443: bool
+    s3: S3Spec
+    bucket: BucketSpec
+    public_ip: Optional[str]
+    profile: ProfileSpec
+    internet: str         # none | igw | nat
+    listen_ips: Tuple[str, ...]
+    cert: str
+    key: str
+
+    @property
+    def instance_subnet(self) -> SubnetSpec:
+        for subnet in self.subnets:
+            if subnet.az == self.instance_subnet_az:
+                return subnet
+        raise WorldError(f"instance_subnet_az {self.instance_subnet_az!r} is not in subnets")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> World:
+        try:
+            return _parse(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorldError(f"world.json is not in the contract's shape: {exc!r}") from exc
+
+    @classmethod
+    def load(cls, path: Path) -> World:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class WorldError(Exception):
+    """world.json cannot be used; the message says which key."""
+
+
+def _parse(raw: Mapping[str, Any]) -> World:
+    s3 = raw.get("s3") or {}
+    bucket = raw["bucket"]
+    instance = raw.get("instance") or {}
+    profile = instance.get("profile") or {}
+    region = raw.get("region", "us-east-1")
+    world = World(
+        name=raw.get("name", "lab"),
+        region=region,
+        partition=raw.get("partition", "aws"),
+        domain=raw.get("domain", "amazonaws.com"),
+        vpc_cidr=raw.get("vpc_cidr", "10.0.0.0/16"),
+        instance_ip=raw["instance_ip"],
+        subnets=tuple(SubnetSpec(az=s["az"], cidr=s["cidr"]) for s in raw["subnets"]),
+        instance_subnet_az=raw.get("instance_subnet_az", region + "a"),
+        enable_dns_support=bool(raw.get("enable_dns_support", True)),
+        enable_dns_hostnames=bool(raw.get("enable_dns_hostnames", True)),
+        interface_endpoints=tuple(
+            InterfaceEndpointSpec(
+                service=ep["service"],
+                hostname=ep.get("hostname") or f"{ep['service']}.{region}.{raw.get('domain', 'amazonaws.com')}",
+                private_dns=bool(ep.get("private_dns", True)),
+                state=ep.get("state", "available"),
+                enis=tuple(EniSpec(az=e["az"], ip=e["ip"]) for e in ep.get("enis", [])),
+            )
+            for ep in raw.get("interface_endpoints", [])
+        ),
+        endpoint_sg_inbound_443=bool(raw.get("endpoint_sg_inbound_443", True)),
+        instance_sg_outbound_443=bool(raw.get("instance_sg_outbound_443", True)),
+        s3=S3Spec(
+            gateway_endpoint=bool(s3.get("gateway_endpoint", True)),
+            route=bool(s3.get("route", True)),
+            ips=tuple(s3.get("ips", [])),
+            prefix_list_cidrs=tuple(s3.get("prefix_list_cidrs", [])),
+            policy_allows=bool(s3.get("policy_allows", True)),
+        ),
+        bucket=BucketSpec(
+            name=bucket["name"],
+            region=bucket.get("region", region),
+            key=bucket["key"],
+            body=bucket.get("body", ""),
+        ),
+        public_ip=instance.get("public_ip"),
+        profile=ProfileSpec(
+            attached=bool(profile.get("attached", True)),
+            role=profile.get("role", "SSMInstanceRole"),
+            s3_permission=bool(profile.get("s3_permission", True)),
+        ),
+        internet=raw.get("internet", "none"),
+        listen_ips=tuple(ip for ip in raw.get("listen_ips", []) if ip != "..."),
+        cert=raw.get("cert", ""),
+        key=raw.get("key", ""),
+    )
+    world.instance_subnet  # fail early on an inconsistent file
+    known_azs = {s.az for s in world.subnets}
+    for ep in world.interface_endpoints:
+        for eni in ep.enis:
+            if eni.az not in known_azs:
+                raise ValueError(f"endpoint {ep.service}: ENI AZ {eni.az} has no subnet")
+    return world
