@@ -21,7 +21,7 @@ def render_json(report: Report) -> str:
 
 
 def _wrap(label: str, text: str, width: int) -> List[str]:
-    return textwrap.wrap(text, width=width, initial_indent=f"      {label:<6}", subsequent_indent=" " * 12,
+    return textwrap.wrap(text, width=width, initial_indent=f"      {label:<7}", subsequent_indent=" " * 13,
                          break_on_hyphens=False, break_long_words=False) or [f"      {label}"]
 
 
@@ -67,7 +67,7 @@ def _perfdata(report: Report) -> str:
     for f in report.findings:
         counts[f.status] += 1
         ev = f.evidence
-        for key, label in (("latency_ms", "dns"), ("connect_ms", "tcp"), ("tls_ms", "tls")):
+        for key, label in (("latency_ms", "latency"), ("connect_ms", "tcp"), ("tls_ms", "tls")):
             value = ev.get(key) if isinstance(ev, dict) else None
             if isinstance(value, (int, float)):
                 parts.append(f"'{_perf_label(f)}_{label}'={value / 1000:.4f}s;;;0")

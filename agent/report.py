@@ -65,7 +65,7 @@ class Report:
 
 
 def _short(f: Finding) -> str:
-    return f"{f.id}: {f.cause or f.summary}"
+    return f"{f.id}: {f.summary}"
 
 
 class _Index:
@@ -92,9 +92,9 @@ def _service_ids(service: str) -> List[str]:
 def _verdict(name: str, title: str, idx: _Index, required: Sequence[str], works_text: str,
              extra_broken: Sequence[Finding] = (), notes: Sequence[str] = ()) -> Verdict:
     broken = idx.failing(required) + list(extra_broken)
-    broken.sort(key=lambda f: f.blocked_by is not None)  # root causes before what they blocked
-    if broken:
-        return Verdict(name, title, "broken", "broken because " + "; ".join(_short(f) for f in broken[:3]))
+    roots = [f for f in broken if f.blocked_by is None] or broken  # what was blocked repeats its root
+    if roots:
+        return Verdict(name, title, "broken", "broken because " + "; ".join(_short(f) for f in roots[:3]))
     missing = idx.missing([r for r in required if not r.startswith("eni.")])
     if missing:
         return Verdict(name, title, "unknown", "not checked: " + ", ".join(missing))

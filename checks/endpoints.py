@@ -280,7 +280,7 @@ def run_reach(ctx: Context, service: str) -> Outcome:
                                         **(tls.to_evidence() if tls else {"tls": "not attempted"}))
         if tls is not None and tls.ok:
             per_ip.append(Finding(f"{fid}.{tcp.ip}", Status.OK,
-                                  f"{tcp.ip}:{PORT} ({az or 'AZ unknown'}) accepts TLS for {host} "
+                                  f"{tcp.ip}:{PORT}{f' ({az})' if az else ''} accepts TLS for {host} "
                                   f"(connect {_ms(tcp.connect_s)} ms, TLS {_ms(tls.handshake_s)} ms, {tls.version})",
                                   evidence=evidence))
             continue
@@ -288,7 +288,7 @@ def run_reach(ctx: Context, service: str) -> Outcome:
         failures.append((tcp.ip, code, params))
         what = f"TLS failed: {tls.error}" if tls is not None else f"TCP {tcp.outcome}: {tcp.error}"
         per_ip.append(Finding(f"{fid}.{tcp.ip}", Status.CRITICAL if all_bad else Status.WARNING,
-                              f"{tcp.ip}:{PORT} ({az or 'AZ unknown'}) {what}", evidence=dict(evidence, **extra),
+                              f"{tcp.ip}:{PORT}{f' ({az})' if az else ''} {what}", evidence=dict(evidence, **extra),
                               **explain(code, **params)))
 
     summary_ev: Dict[str, Any] = {"host": host, "total": len(ips), "ok_ips": ok_ips, "bad_count": len(failures),

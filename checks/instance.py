@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .causes import explain
 from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
@@ -70,14 +70,26 @@ def is_agent(name: str, cmdline: Sequence[str]) -> bool:
     return False
 
 
+def _net_namespace(pid: "int | str") -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:  # gone, or not ours to read
+        return None
+
+
 def find_agents() -> List[Any]:
+    """Agent processes that share our network namespace: an agent in another namespace (a
+    container, another instance's stand-in) holds its connections there, not on this host's path."""
     import psutil
 
+    own_ns = _net_namespace("self")
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         info = proc.info
         if is_agent(info.get("name") or "", info.get("cmdline") or ()):
-            found.append(proc)
+            ns = _net_namespace(proc.pid)
+            if own_ns is None or ns is None or ns == own_ns:
+                found.append(proc)
     return found
 
 

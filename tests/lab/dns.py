@@ -1,0 +1,66 @@
+"""The Amazon resolver: dnsmasq in the VPC namespace, with no upstream at all.
+
+It answers only what the world says (service names, S3 names with their bucket subdomains, the
+internet stand-in) and NXDOMAIN for anything else, so no query can ever leave the machine.
+
+Latency (``resolver_latency_ms``): this kernel may lack netem, so the delay is a small forwarder
+(tests/lab/dns_delay.py) that owns 10.0.0.2 / 169.254.169.253 and holds each query for the given
+time before passing it to dnsmasq on 127.0.0.1 inside the VPC namespace.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List
+
+from .processes import Launcher, dns_ready, wait_until
+from .world import RESOLVER_IPS, World
+
+DNSMASQ_LOOPBACK = "127.0.0.1"
+TTL_S = 60  # Route 53 private hosted zones answer with 60 s
+
+
+def dnsmasq_config(world: World, listen: List[str]) -> str:
+    lines = [
+        "# vpce-doctor lab: the Amazon resolver (generated)",
+        "no-resolv",  # no upstream servers: nothing leaves the machine
+        "no-hosts",
+        "no-poll",
+        "bind-interfaces",
+        "keep-in-foreground",
+        "pid-file=",
+        "log-facility=-",
+        "cache-size=0",
+        f"local-ttl={TTL_S}",
+    ] + [f"listen-address={ip}" for ip in listen]
+    for name, ips in world.host_records().items():
+        lines += [f"host-record={name},{ip},{TTL_S}" for ip in ips]
+    for domain, ips in world.s3_records().items():
+        # address= covers the domain and every subdomain (virtual-hosted bucket names); local= keeps
+        # other query types (AAAA) at NODATA instead of falling through to the catch-all below.
+        lines += [f"address=/{domain}/{ip}" for ip in ips] + [f"local=/{domain}/"]
+    lines.append("address=/#/")  # anything else: NXDOMAIN (not REFUSED, as the Amazon resolver)
+    return "\n".join(lines) + "\n"
+
+
+def start(launcher: Launcher, vpc_ns: str, world: World) -> None:
+    """Starts the resolver (and the delaying forwarder when asked); returns once it answers."""
+    state = launcher.state_dir
+    latency = world.scenario.resolver_latency_ms
+    listen = [DNSMASQ_LOOPBACK] if latency else list(RESOLVER_IPS)
+    conf = state / "dnsmasq.conf"
+    conf.write_text(dnsmasq_config(world, listen))
+    launcher.start("dnsmasq", vpc_ns, ["dnsmasq", f"--conf-file={conf}"])
+    if latency:
+        launcher.start("dns-delay", vpc_ns, [sys.executable, "-m", "tests.lab.dns_delay",
+                                             "--upstream", DNSMASQ_LOOPBACK, "--delay-ms", str(latency)]
+                       + [a for ip in RESOLVER_IPS for a in ("--listen", ip)])
+
+
+def wait(launcher: Launcher, vpc_ns: str, world: World) -> None:
+    wait_until("dnsmasq", dns_ready(vpc_ns, DNSMASQ_LOOPBACK if world.scenario.resolver_latency_ms
+                                    else RESOLVER_IPS[0]),
+               5.0, lambda: launcher.check_alive("dnsmasq"))
+    delay_s = world.scenario.resolver_latency_ms / 1000
+    if delay_s:
+        wait_until("the resolver's delay forwarder", dns_ready(vpc_ns, RESOLVER_IPS[0], timeout=0.5 + delay_s),
+                   5.0 + delay_s, lambda: launcher.check_alive("dns-delay"))

@@ -1,0 +1,57 @@
+"""The VPC's router and security groups, as one nftables table in the VPC namespace.
+
+Security groups are enforced on the VPC side of the veth, as the hypervisor does on EC2: a blocked
+connection is a silent drop, so the agent sees a timeout — never EPERM (which a rule in the
+instance's own namespace would give) and never an RST. The route table is modelled the way a VPC
+behaves too: the instance keeps its default route and the router drops what has no route.
+Traffic to the Amazon resolver and IMDS is exempt from security groups (link-local / resolver).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, List
+
+from .topology import ROUTER_IF, run
+from .world import LINK_LOCAL, PUBLIC_NETS, RESOLVER_IPS, S3_PREFIX_LIST, VPC_CIDR, World
+
+TABLE = "vpce_lab"
+
+
+def _set(items: Iterable[str]) -> str:
+    return "{ " + ", ".join(items) + " }"
+
+
+def ruleset(world: World) -> str:
+    sc = world.scenario
+    rules: List[str] = [
+        f'iifname != "{ROUTER_IF}" accept comment "only traffic from the instance crosses the VPC"',
+        "ct state established,related accept",
+    ]
+    if not sc.enable_dns_support:
+        rules.append(f"ip daddr {_set(RESOLVER_IPS)} meta l4proto {{ tcp, udp }} th dport 53 drop "
+                     f'comment "enableDnsSupport=false: the resolver does not answer"')
+    if not sc.instance_sg_outbound_443:
+        rules.append('tcp dport 443 drop comment "instance SG: no outbound TCP 443"')
+    if not sc.endpoint_sg_inbound_443 and world.eni_ips:
+        rules.append(f"ip daddr {_set(world.eni_ips)} tcp dport 443 drop "
+                     f'comment "endpoint SG: no inbound TCP 443"')
+    if world.unreachable_eni_ips:
+        rules.append(f"ip daddr {_set(world.unreachable_eni_ips)} drop comment \"ENIs of unreachable AZs\"")
+    # The subnet's route table.
+    rules.append(f'ip daddr {_set((VPC_CIDR, LINK_LOCAL))} accept comment "local; IMDS and resolver"')
+    if world.s3_routed:
+        rules.append(f'ip daddr {S3_PREFIX_LIST} accept comment "S3 prefix list -> gateway endpoint"')
+    if sc.internet != "none":
+        rules.append(f'ip daddr {_set(PUBLIC_NETS)} accept comment "0.0.0.0/0 -> {sc.internet}"')
+    rules.append('drop comment "no route: a VPC drops it (the client times out)"')
+    body = "\n".join(f"    {r}" for r in rules)
+    return (f"table inet {TABLE} {{\n"
+            f"  chain from_instance {{\n"
+            f"    type filter hook input priority filter; policy accept;\n"
+            f"{body}\n  }}\n}}\n")
+
+
+def apply(vpc_ns: str, world: World, state_dir: Path) -> None:
+    path = state_dir / "router.nft"
+    path.write_text(ruleset(world))
+    run(["ip", "netns", "exec", vpc_ns, "nft", "-f", str(path)])
