@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine for the lab and the tests: system tools + a virtualenv in .venv.
-# Debian/Ubuntu: installs iproute2, nftables, dnsmasq-base (and python3-venv when needed) with apt.
+# Debian/Ubuntu: installs iproute2, nftables, dnsmasq-base, python3-venv, and for the systemd tests
+# systemd-container and debootstrap, with apt.
 # Amazon Linux 2023 / Fedora: installs iproute, nftables, dnsmasq with dnf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,15 +13,18 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(ip)
 command -v nft >/dev/null 2>&1 || missing+=(nft)
 command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd-analyze)
+command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-nspawn)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages for: ${missing[*]}"
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq iproute2 nftables dnsmasq-base python3-venv >/dev/null
+    apt-get install -y -qq iproute2 nftables dnsmasq-base python3-venv systemd systemd-container debootstrap >/dev/null
   elif command -v dnf >/dev/null 2>&1; then
-    dnf install -y -q iproute nftables dnsmasq python3 >/dev/null
+    dnf install -y -q iproute nftables dnsmasq python3 systemd-container debootstrap >/dev/null
   else
     echo "setup: install iproute2, nftables and dnsmasq with your package manager" >&2; exit 3
   fi

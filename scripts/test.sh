@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+before=$(ip netns list | awk '{print $1}' | sort)
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@" || status=$?
 echo "== lab scenarios =="
 .venv/bin/python -m tests.lab verify tests/lab/scenarios/*.yaml || status=$?
-leftover=$(ip netns list | grep -E '^(vdl|vdt)-' || true)
-if [ -n "$leftover" ]; then echo "test: namespaces left behind: $leftover" >&2; status=1; fi
+# Every test and lab run must clean up after itself, also when it fails.
+after=$(ip netns list | awk '{print $1}' | sort)
+leftover=$(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')
+if [ -n "${leftover// /}" ]; then echo "test: namespaces left behind: $leftover" >&2; status=1; fi
 exit $status
