@@ -1,4 +1,5 @@
-"""The command line: ``vpce-doctor check`` (one shot) and ``vpce-doctor config check``."""
+"""The command line: ``vpce-doctor check`` (one shot), ``vpce-doctor daemon`` (the service) and
+``vpce-doctor config check``."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ import traceback
 from dataclasses import replace
 from typing import List, NoReturn, Optional, Sequence
 
-from . import __version__
+from . import __version__, fleet
 from .checks import build
 from .checks.model import Status
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -36,6 +37,20 @@ Run every check once and print the report. Exit code = worst status:
 Finding ids: imds, instance.public_ip, instance.profile, ssm_agent, resolver, resolver.system,
 ec2.api, dns.<svc>, eni.<svc>, reach.<svc>[.<ip>], s3.dns, s3.route, s3.api, s3.object,
 egress.<host>."""
+
+
+DAEMON_HELP = """\
+Run the checks at start and then every daemon.interval_s (+ up to daemon.jitter_s), and publish
+each report through publish.publishers: last_report (JSON in daemon.state_dir), inventory (SSM
+PutInventory), inventory_file (the SSM agent's custom inventory folder), cloudwatch (PutMetricData),
+http (/healthz, /report, /metrics on 127.0.0.1:9464; off by default). A failing publisher is logged
+and named in the next report's notes; it never stops the daemon.
+
+For systemd (Type=notify): READY=1 after the first cycle, STATUS= a one-line summary per cycle,
+WATCHDOG=1 every WATCHDOG_USEC/2 while the loop makes progress, STOPPING=1 on exit.
+Signals: SIGTERM/SIGINT stop within 5 s (exit 0), even mid-cycle. SIGHUP reloads the config file;
+an invalid file is refused (logged, shown in STATUS=) and the running config stays in force.
+Logs go to stderr, one line per event: a summary per cycle and every status transition."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,12 +83,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                        help="colour the table (auto: only on a terminal)")
 
+    daemon = sub.add_parser("daemon", help="run the checks every interval and publish each report (systemd service)",
+                            description=DAEMON_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    daemon.add_argument("--config", metavar="FILE",
+                        help=f"YAML config (default {DEFAULT_CONFIG_PATH}, used when it exists); "
+                             "SIGHUP reads it again")
+    daemon.add_argument("--once", action="store_true",
+                        help="run one cycle, publish it, exit with its status (for timers and tests)")
+    daemon.add_argument("--log-format", choices=("text", "json"),
+                        help="log lines on stderr: text, or one JSON object per line "
+                             "(default: daemon.log_format, text)")
+
     cfg = sub.add_parser("config", help="validate a config file",
                          description="Validate a config file: prints OK, or one line naming the key "
                                      "and what was expected (exit 3).")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     cfg_check = cfg_sub.add_parser("check", help="validate FILE and exit 0 (valid) or 3 (invalid)")
     cfg_check.add_argument("file", metavar="FILE")
+    fleet.add_parser(sub)
     return p
 
 
@@ -117,6 +144,26 @@ def _check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _daemon(args: argparse.Namespace) -> int:
+    from . import logging_setup
+    from .daemon import Daemon
+    from .sdnotify import Notifier, watchdog_interval
+
+    config = load_config(args.config)
+    logging_setup.configure(args.log_format or config.daemon.log_format)
+    daemon = Daemon(config, args.config, notifier=Notifier.from_env(), watchdog_interval_s=watchdog_interval(),
+                    log_format_override=args.log_format)
+    code = daemon.run(once=args.once)
+    if daemon.abandoned_work:
+        # A check or publisher thread is still stuck (in a socket, say): interpreter exit would wait
+        # for non-daemon executor threads, and a stop must not wait. Flush, then leave at once.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     s = config.settings
@@ -134,6 +181,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "daemon":
+            return _daemon(args)
+        if args.command == "fleet":
+            return fleet.run(args)
         if args.command == "config" and getattr(args, "config_command", None) == "check":
             return _config_check(args)
         parser.print_help()

@@ -26,6 +26,8 @@ import yaml
 
 from .checks.model import Settings, Target
 from .errors import ConfigError
+from .publishers import settings as publish_rules
+from .publishers.settings import PublishSettings
 
 DEFAULT_CONFIG_PATH = "/etc/vpce-doctor/config.yaml"
 MAX_FILE_BYTES = 1024 * 1024  # refuse bigger files before parsing: a config is a few KiB
@@ -268,6 +270,54 @@ def _s3_key(value: Any) -> str:
     return text
 
 
+def _interval(maximum: float) -> Callable[[Any], float]:
+    """Like ``_seconds`` but 0 is allowed (daemon.interval_s 0: cycles back to back, for soak tests)."""
+    expected = f"a number of seconds, 0 <= s <= {maximum:g}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(f"{show(value)} is {_type_name(value)}, not a number", expected)
+        if not math.isfinite(value) or not 0 <= value <= maximum:
+            raise Invalid(f"{show(value)} is out of range", expected)
+        return float(value)
+
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    expected = " or ".join(options)
+
+    def check(value: Any) -> str:
+        text = _need_str(value, expected)
+        if text not in options:
+            raise Invalid(f"{show(text)} is not a choice", expected)
+        return text
+
+    return check
+
+
+def _absolute_path(value: Any) -> str:
+    # A daemon's working directory is "/" under systemd: a relative path would mean nothing useful.
+    expected = "an absolute path like /var/lib/vpce-doctor"
+    text = _need_str(value, expected)
+    if not text.startswith("/") or "\x00" in text:
+        raise Invalid(f"{show(text)} is not an absolute path", expected)
+    return os.path.normpath(text)
+
+
+def _publish_rule(rule: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A value check of ``vpce_doctor.publishers.settings`` (which owns the publish rules) in the
+    schema's terms."""
+
+    def check(value: Any) -> Any:
+        try:
+            return rule(value)
+        except publish_rules.InvalidSetting as exc:
+            raise Invalid(exc.what, exc.expected) from None
+
+    return check
+
+
 def _file_path(value: Any) -> str:
     expected = "the path of a readable PEM CA bundle"
     return _need_str(value, expected)  # existence is checked after parsing (relative to the file)
@@ -347,6 +397,38 @@ SCHEMA = Section({
     "checks": Section({
         "ssm_agent": Value(_boolean, True),
         "ec2_api": Value(_boolean, True),
+    }),
+    # `vpce-doctor daemon` (agent/daemon.py).
+    "daemon": Section({
+        "interval_s": Value(_interval(86400), 300.0),  # between cycle starts
+        "jitter_s": Value(_interval(3600), 30.0),  # + uniform(0, jitter_s): a fleet does not call in lockstep
+        "state_dir": Value(_absolute_path, "/var/lib/vpce-doctor"),
+        "log_format": Value(_choice("text", "json"), "text"),
+    }),
+    # Where each report goes (agent/publishers/); the value rules live in publishers/settings.py.
+    "publish": Section({
+        "publishers": ListOf(_publish_rule(publish_rules.publisher_name),
+                             f"a list of publishers from {', '.join(publish_rules.PUBLISHER_NAMES)}",
+                             publish_rules.DEFAULT_PUBLISHERS),
+        "inventory": Section({
+            "type_name": Value(_publish_rule(publish_rules.inventory_type_name), publish_rules.DEFAULT_TYPE_NAME),
+            "timeout_s": Value(_publish_rule(publish_rules.timeout_s), 5.0),
+        }),
+        "inventory_file": Section({
+            "root": Value(_absolute_path, "/var/lib/amazon/ssm"),
+            "timeout_s": Value(_publish_rule(publish_rules.timeout_s), 2.0),
+        }),
+        "cloudwatch": Section({
+            "namespace": Value(_publish_rule(publish_rules.cloudwatch_namespace), "VpceDoctor"),
+            "timeout_s": Value(_publish_rule(publish_rules.timeout_s), 5.0),
+        }),
+        "http": Section({
+            "bind": Value(_publish_rule(publish_rules.bind_address), "127.0.0.1"),
+            "port": Value(_publish_rule(publish_rules.port), 9464),
+        }),
+        "last_report": Section({
+            "path": Value(_absolute_path, None, nullable=True),  # null: <state_dir>/last-report.json
+        }),
     }),
 })
 
@@ -472,6 +554,14 @@ class ImdsSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    interval_s: float = 300.0  # between cycle starts; 0: back to back
+    jitter_s: float = 30.0  # each wait is interval_s + uniform(0, jitter_s)
+    state_dir: str = "/var/lib/vpce-doctor"
+    log_format: str = "text"  # text | json
+
+
+@dataclass(frozen=True)
 class Config:
     settings: Settings
     fact_overrides: Mapping[str, Any]
@@ -479,6 +569,8 @@ class Config:
     deadline_s: float
     source: str
     values: Mapping[str, Any] = field(default_factory=dict)  # the whole validated tree, defaults filled
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
 
 def _freeze(value: Any) -> Any:
@@ -499,8 +591,17 @@ def _build(values: Dict[str, Any], source: str) -> Config:
         check_ec2_api=values["checks"]["ec2_api"])
     imds_settings = ImdsSettings(enabled=imds["enabled"], endpoint=imds["endpoint"], timeout_s=imds["timeout_s"],
                                  connect_timeout_s=min(0.5, imds["timeout_s"]))
+    d, p = values["daemon"], values["publish"]
+    daemon = DaemonSettings(interval_s=d["interval_s"], jitter_s=d["jitter_s"], state_dir=d["state_dir"],
+                            log_format=d["log_format"])
+    publish = PublishSettings(
+        publishers=p["publishers"], inventory_type_name=p["inventory"]["type_name"],
+        inventory_timeout_s=p["inventory"]["timeout_s"], inventory_file_root=p["inventory_file"]["root"],
+        inventory_file_timeout_s=p["inventory_file"]["timeout_s"], cloudwatch_namespace=p["cloudwatch"]["namespace"],
+        cloudwatch_timeout_s=p["cloudwatch"]["timeout_s"], http_bind=p["http"]["bind"], http_port=p["http"]["port"],
+        last_report_path=p["last_report"]["path"])
     return Config(settings=settings, fact_overrides=MappingProxyType(dict(values["facts"])), imds=imds_settings,
-                  deadline_s=t["deadline_s"], source=source, values=_freeze(values))
+                  deadline_s=t["deadline_s"], source=source, values=_freeze(values), daemon=daemon, publish=publish)
 
 
 def _one_line(text: str) -> str:

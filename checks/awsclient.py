@@ -1,4 +1,5 @@
-"""One way to make boto3 clients for the checks: the instance's region, our CA bundle, bounded
+"""One way to make boto3 clients, for the checks (``client(ctx, …)``) and the publishers
+(``make_client(…)``, no check context): the instance's region, our CA bundle, bounded
 timeouts and no retries (so a timeout we report is the timeout we set), and a bounded IMDS
 credential fetch. No client is created at import time.
 
@@ -32,6 +33,37 @@ def endpoint_url(service: str) -> Optional[str]:
     return ENDPOINT_URLS.get(service) or os.environ.get(key) or None
 
 
+def make_client(service: str, region: str, ca_bundle: Optional[str], connect_timeout: float,
+                read_timeout: float, *, fips: bool = False) -> Any:
+    """A boto3 client for ``region`` with one attempt (no retries), the given timeouts, our CA
+    bundle (plus ``AWS_CA_BUNDLE``) and a bounded IMDS credential fetch. Needs no check context,
+    so the publishers use it too."""
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    session = botocore.session.get_session()
+    session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT_S)
+    session.set_config_variable("metadata_service_num_attempts", IMDS_ATTEMPTS)
+    options: Dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
+        # total_max_attempts=1: one attempt, no retries (botocore >= 1.15; 1.31 accepts it).
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        "user_agent_extra": "vpce-doctor",
+    }
+    if fips:
+        options["use_fips_endpoint"] = True
+    if service == "s3":
+        # The regional name (s3.<region>.amazonaws.com), the one s3.dns resolves, also in us-east-1
+        # where botocore's legacy default is the global s3.amazonaws.com.
+        options["s3"] = {"us_east_1_regional_endpoint": "regional"}
+    verify: Any = ca_bundle_from(ca_bundle) or True
+    return boto3.session.Session(botocore_session=session).client(
+        service, region_name=region, config=Config(**options), verify=verify,
+        endpoint_url=endpoint_url(service))
+
+
 def client(ctx: Context, service: str, connect_timeout: Optional[float] = None,
            read_timeout: Optional[float] = None) -> Any:
     """A boto3 client for the instance's region with bounded, retry-free calls.
@@ -39,32 +71,13 @@ def client(ctx: Context, service: str, connect_timeout: Optional[float] = None,
     ``connect_timeout`` defaults to ``settings.connect_timeout_s``, ``read_timeout`` to
     ``settings.api_timeout_s``; both are capped by the check's remaining budget.
     """
-    import boto3
-    import botocore.session
-    from botocore.config import Config
-
     region = ctx.facts.require("region")
     settings = ctx.settings
-    session = botocore.session.get_session()
-    session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT_S)
-    session.set_config_variable("metadata_service_num_attempts", IMDS_ATTEMPTS)
-    options: Dict[str, Any] = {
-        "connect_timeout": ctx.budget(connect_timeout if connect_timeout is not None else settings.connect_timeout_s),
-        "read_timeout": ctx.budget(read_timeout if read_timeout is not None else settings.api_timeout_s),
-        # total_max_attempts=1: one attempt, no retries (botocore >= 1.15; 1.31 accepts it).
-        "retries": {"total_max_attempts": 1, "mode": "standard"},
-        "user_agent_extra": "vpce-doctor",
-    }
-    if settings.fips:
-        options["use_fips_endpoint"] = True
-    if service == "s3":
-        # The regional name (s3.<region>.amazonaws.com), the one s3.dns resolves, also in us-east-1
-        # where botocore's legacy default is the global s3.amazonaws.com.
-        options["s3"] = {"us_east_1_regional_endpoint": "regional"}
-    verify: Any = ca_bundle_from(settings.ca_bundle) or True
-    return boto3.session.Session(botocore_session=session).client(
-        service, region_name=region, config=Config(**options), verify=verify,
-        endpoint_url=endpoint_url(service))
+    return make_client(
+        service, region, settings.ca_bundle,
+        connect_timeout=ctx.budget(connect_timeout if connect_timeout is not None else settings.connect_timeout_s),
+        read_timeout=ctx.budget(read_timeout if read_timeout is not None else settings.api_timeout_s),
+        fips=settings.fips)
 
 
 def _mark_redirected(context: Dict[str, Any], **_: Any) -> None:

@@ -222,7 +222,8 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "The EC2 API is not reachable or not permitted from here ({error}); endpoint identity rests on CIDR evidence",
           "Optional: create an ec2 interface endpoint and allow ec2:DescribeVpcEndpoints, "
           "ec2:DescribeNetworkInterfaces, ec2:DescribeVpcAttribute, ec2:DescribeRouteTables, "
-          "ec2:DescribePrefixLists, ec2:DescribeSecurityGroups to the instance role"),
+          "ec2:DescribePrefixLists, ec2:DescribeManagedPrefixLists, ec2:GetManagedPrefixListEntries and "
+          "ec2:DescribeSecurityGroups to the instance role (packaging/iam/ec2-describe-for-endpoint-identity.json)"),
     # --- ourselves --------------------------------------------------------------------------------
     Cause("check_crashed",
           "The check failed inside vpce-doctor: {error}",

@@ -1,0 +1,431 @@
+"""``vpce-doctor fleet``: which instances of the account are broken, from SSM inventory.
+
+Run by an operator anywhere with credentials (not on the instances). The daemon publishes one
+``Custom:VpceDoctor`` entry per finding (CheckId, Status, Summary, Cause, CauseCode, Fix, Evidence,
+CheckedAt, AgentVersion; see publishers/inventory.py); this reads them back across instances with
+``GetInventory`` and prints the findings that are not OK, then how many instances each cause hits.
+
+Filtering happens twice. GetInventory filters cut what the service sends (≤ 5 filters, ≤ 40 values
+each), but each filter matches an instance when *any* of its entries matches, independently of the
+other filters — an instance with an OK dns.ssm and a CRITICAL s3.route passes both "Status=CRITICAL"
+and "CheckId BeginWith dns.ssm". So the service filters only pre-select (a superset), and every
+entry is filtered here again, all conditions on the same entry. Status is pushed as Equal to the
+wanted values rather than NotEqual OK: how NotEqual treats an item with several entries is not
+documented, Equal-any is.
+
+Exit code: 0 no listed instance is broken, 1 the worst listed finding is WARNING (or UNKNOWN: the
+agent could not tell), 2 at least one is CRITICAL, 3 the query itself failed (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
+
+DEFAULT_TYPE_NAME = "Custom:VpceDoctor"
+STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+NOT_OK = ("WARNING", "CRITICAL", "UNKNOWN")
+MAX_PAGE = 50                # GetInventory MaxResults: 1-50
+MAX_FILTER_VALUES = 40       # InventoryFilter Values: 1-40 (more: filter here only)
+MAX_PAGES = 100_000          # a guard against a service that never stops paging
+DEFAULT_MAX_ATTEMPTS = 5     # standard retry mode, total attempts (AWS_MAX_ATTEMPTS / profile override)
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+TYPE_NAME_PATTERN = re.compile(r"^(AWS|Custom):.{1,}$")
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
+SCHEMA_VERSION = 1
+ACCESS_DENIED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation",
+                           "UnauthorizedException"})
+BAD_CREDENTIALS = frozenset({"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
+                             "ExpiredToken", "InvalidSignatureException", "SignatureDoesNotMatch"})
+THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
+
+HELP = "list the instances whose checks are not OK, from SSM inventory (run anywhere with credentials)"
+DESCRIPTION = """\
+Read the findings that vpce-doctor daemons publish to SSM inventory (custom type Custom:VpceDoctor)
+across every managed instance with ssm:GetInventory, and print the findings that are not OK
+(instance, check, status, cause, checked at), then the number of instances per cause code.
+
+Filters are comma-separated and may repeat; --check takes ids or id prefixes as `check --only` does
+(dns selects dns.ssm, dns.ec2messages, ...). They are sent to the service as GetInventory filters
+and applied again here to each finding, so all conditions hold for the same finding.
+
+Exit code: 0 no listed instance is broken; 1 the worst listed finding is WARNING or UNKNOWN;
+2 at least one listed finding is CRITICAL; 3 the query failed (one line on stderr: credentials,
+region, access denied -> the IAM action needed is ssm:GetInventory, throttled after retries).
+Throttling is retried with botocore's standard retry mode (5 attempts; AWS_MAX_ATTEMPTS overrides)."""
+
+
+class FleetError(Exception):
+    """The query failed; the message is one line ending in what to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (our own trouble), as in cli.py: 2 would read as CRITICAL."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+# --- the query ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Query:
+    type_name: str = DEFAULT_TYPE_NAME
+    statuses: Tuple[str, ...] = NOT_OK
+    checks: Tuple[str, ...] = ()    # ids or prefixes ("dns" selects dns.ssm); empty: all
+    causes: Tuple[str, ...] = ()    # cause codes; empty: all
+    page_size: int = MAX_PAGE
+
+    def service_filters(self) -> List[Dict[str, Any]]:
+        """GetInventory filters that pre-select instances (a superset of what ``matches`` keeps)."""
+        t = self.type_name
+        filters = [{"Key": f"{t}.Status", "Values": list(self.statuses), "Type": "Equal"}]
+        if self.checks and len(self.checks) <= MAX_FILTER_VALUES:
+            filters.append({"Key": f"{t}.CheckId", "Values": list(self.checks), "Type": "BeginWith"})
+        if self.causes and len(self.causes) <= MAX_FILTER_VALUES:
+            filters.append({"Key": f"{t}.CauseCode", "Values": list(self.causes), "Type": "Equal"})
+        return filters
+
+    def matches(self, row: "Row") -> bool:
+        return (row.status in self.statuses
+                and (not self.checks or any(row.check_id == c or row.check_id.startswith(c + ".")
+                                            for c in self.checks))
+                and (not self.causes or row.cause_code in self.causes))
+
+
+@dataclass(frozen=True)
+class Row:
+    instance_id: str
+    check_id: str
+    status: str
+    cause_code: str
+    cause: str
+    fix: str
+    summary: str
+    checked_at: str
+    agent_version: str
+    evidence: Any
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    query: Query
+    rows: Tuple[Row, ...]
+    records_read: int   # instances the service returned (after its filters)
+    pages: int
+
+    @property
+    def instances(self) -> List[str]:
+        return sorted({r.instance_id for r in self.rows})
+
+    @property
+    def status(self) -> str:
+        """The worst listed status (CRITICAL > WARNING > UNKNOWN > OK)."""
+        return max((r.status for r in self.rows), key=_rank, default="OK")
+
+    @property
+    def exit_code(self) -> int:
+        return max((_exit_for(r.status) for r in self.rows), default=EXIT_OK)
+
+    def by_cause(self) -> List[Dict[str, Any]]:
+        """Instances (and findings) per cause code, most instances first."""
+        instances: Dict[str, Set[str]] = defaultdict(set)
+        findings: Counter = Counter()
+        for row in self.rows:
+            code = row.cause_code or "-"
+            instances[code].add(row.instance_id)
+            findings[code] += 1
+        return [{"cause_code": code, "instances": len(ids), "findings": findings[code]}
+                for code, ids in sorted(instances.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+
+    def by_status(self) -> Dict[str, int]:
+        """Instances by their worst listed status."""
+        worst: Dict[str, str] = {}
+        for row in self.rows:
+            current = worst.get(row.instance_id)
+            if current is None or _rank(row.status) > _rank(current):
+                worst[row.instance_id] = row.status
+        return dict(Counter(worst.values()))
+
+    def to_dict(self) -> Dict[str, Any]:
+        q = self.query
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "type_name": q.type_name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "filters": {"status": list(q.statuses), "check": list(q.checks), "cause": list(q.causes)},
+            "service_filters": q.service_filters(),
+            "pages": self.pages,
+            "records_read": self.records_read,
+            "instance_count": len(self.instances),
+            "instances": self.instances,
+            "by_status": self.by_status(),
+            "by_cause": self.by_cause(),
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def _rank(status: str) -> int:
+    return ("OK", "UNKNOWN", "WARNING", "CRITICAL").index(status) if status in STATUSES else 0
+
+
+def _exit_for(status: str) -> int:
+    if status == "CRITICAL":
+        return EXIT_CRITICAL
+    if status in ("WARNING", "UNKNOWN"):  # UNKNOWN: the agent could not tell; 3 is reserved for us
+        return EXIT_WARNING
+    return EXIT_OK
+
+
+def fetch(client: Any, query: Query) -> FleetResult:
+    """Page through GetInventory (NextToken) and keep the entries the query matches."""
+    request: Dict[str, Any] = {"Filters": query.service_filters(),
+                               "ResultAttributes": [{"TypeName": query.type_name}],
+                               "MaxResults": query.page_size}
+    rows: List[Row] = []
+    seen_tokens: Set[str] = set()
+    records = pages = 0
+    while True:
+        reply = client.get_inventory(**request)
+        pages += 1
+        for entity in reply.get("Entities") or []:
+            records += 1
+            rows.extend(r for r in _rows(entity, query.type_name) if query.matches(r))
+        token = reply.get("NextToken")
+        if not token:
+            break
+        if token in seen_tokens or pages >= MAX_PAGES:
+            raise FleetError(f"GetInventory kept paging ({pages} pages, a NextToken repeated or never ended); "
+                             "retry, or narrow the query with --check/--cause")
+        seen_tokens.add(token)
+        request["NextToken"] = token
+    rows.sort(key=lambda r: (r.instance_id, r.check_id))
+    return FleetResult(query, tuple(rows), records, pages)
+
+
+def _rows(entity: Dict[str, Any], type_name: str) -> Iterable[Row]:
+    item = (entity.get("Data") or {}).get(type_name) or {}
+    capture_time = str(item.get("CaptureTime") or "")
+    instance_id = str(entity.get("Id") or "")
+    for entry in item.get("Content") or []:
+        if isinstance(entry, dict):
+            yield _row(instance_id, entry, capture_time)
+
+
+def _row(instance_id: str, entry: Dict[str, Any], capture_time: str) -> Row:
+    def get(key: str) -> str:  # an older agent, or another publisher, may lack an attribute
+        return str(entry.get(key) or "")
+
+    return Row(instance_id=instance_id, check_id=get("CheckId"), status=get("Status").upper(),
+               cause_code=get("CauseCode"), cause=get("Cause"), fix=get("Fix"), summary=get("Summary"),
+               checked_at=get("CheckedAt") or capture_time, agent_version=get("AgentVersion"),
+               evidence=_evidence(entry.get("Evidence")))
+
+
+def _evidence(raw: Any) -> Any:
+    """The Evidence attribute is compact JSON; show it as data, or as the text it is."""
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+# --- AWS ---------------------------------------------------------------------------------------------
+
+def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Optional[str],
+                ca_bundle: Optional[str]) -> Any:
+    """An ssm client for an operator's credentials: the usual chain (env, profile, SSO, ...), botocore's
+    standard retry mode (throttling backs off with jitter) and bounded timeouts."""
+    import botocore.session
+    from botocore.config import Config
+
+    session = botocore.session.Session(profile=profile)
+    region = region or session.get_config_variable("region")
+    if not region:
+        raise FleetError("no region: pass --region, or set AWS_REGION or the profile's region")
+    attempts = session.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
+    config = Config(retries={"mode": "standard", "total_max_attempts": int(attempts)},
+                    connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                    user_agent_extra="vpce-doctor-fleet")
+    return session.create_client("ssm", region_name=region, endpoint_url=endpoint_url,
+                                 verify=ca_bundle or None, config=config)
+
+
+def describe_error(exc: Exception, endpoint: Optional[str]) -> str:
+    """One line for any failure of the query, naming what to do."""
+    from botocore import exceptions as bx
+
+    where = endpoint or "the ssm endpoint"
+    if isinstance(exc, FleetError):
+        return str(exc)
+    if isinstance(exc, bx.ClientError):
+        error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+        code, message = error.get("Code") or "Unknown", " ".join(str(error.get("Message") or exc).split())
+        if code in ACCESS_DENIED:
+            return (f"access denied ({code}): the IAM action ssm:GetInventory is missing for these credentials; "
+                    f"allow it (Resource \"*\") in their policy. AWS said: {message}")
+        if code in BAD_CREDENTIALS:
+            return f"the credentials were refused ({code}): {message}; check the profile or refresh the session"
+        if code in THROTTLED:
+            metadata: Any = exc.response.get("ResponseMetadata") or {}
+            attempts = int(metadata.get("RetryAttempts") or 0) + 1
+            return (f"GetInventory is throttled ({code}) after {attempts} attempts: {message}; retry later or "
+                    "raise AWS_MAX_ATTEMPTS")
+        return f"GetInventory failed: {code}: {message}"
+    if isinstance(exc, bx.ProfileNotFound):
+        return f"{exc}: pass an existing --profile (aws configure list-profiles)"
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return f"no AWS credentials ({exc}): set AWS_PROFILE/--profile, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if isinstance(exc, bx.NoRegionError):
+        return "no region: pass --region, or set AWS_REGION or the profile's region"
+    if isinstance(exc, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
+        return f"timeout talking to {where}: {exc}"
+    if isinstance(exc, bx.SSLError):
+        return f"TLS to {where} failed: {exc} (--ca-bundle or AWS_CA_BUNDLE for a private CA)"
+    if isinstance(exc, bx.EndpointConnectionError):
+        return f"cannot reach {where}: {exc}"
+    if isinstance(exc, bx.BotoCoreError):
+        return f"{exc.__class__.__name__}: {exc}"
+    return f"internal error: {exc.__class__.__name__}: {exc}"
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+def render_json(result: FleetResult) -> str:
+    return json.dumps(result.to_dict(), indent=2, sort_keys=False, default=str)
+
+
+def render_table(result: FleetResult, verbose: bool = False, width: int = 110) -> str:
+    q = result.query
+    if not result.rows:
+        return (f"No instance has a {'/'.join(q.statuses)} finding in {q.type_name}"
+                f"{_filter_text(q)} ({result.records_read} inventory records read, {result.pages} "
+                f"GetInventory page{'s' if result.pages != 1 else ''}).")
+    headers = ("INSTANCE", "CHECK", "STATUS", "CAUSE", "CHECKED AT")
+    cells = [(r.instance_id, r.check_id, r.status, r.cause_code or "-", r.checked_at or "-") for r in result.rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    widths[1] = min(widths[1], 40)
+    widths[3] = min(widths[3], 34)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    lines = [fmt.format(*headers)]
+    for row, cell in zip(result.rows, cells):
+        lines.append(fmt.format(*cell).rstrip())
+        if verbose:
+            for label, text in (("cause:", row.cause), ("fix:", row.fix)):
+                if text:
+                    lines.extend(textwrap.wrap(text, width=width, initial_indent=f"    {label:<7}",
+                                               subsequent_indent=" " * 11, break_on_hyphens=False,
+                                               break_long_words=False))
+    causes = result.by_cause()
+    code_width = max(len("CAUSE CODE"), *(len(c["cause_code"]) for c in causes))
+    lines += ["", "By cause", f"  {'CAUSE CODE':<{code_width}}  INSTANCES  FINDINGS"]
+    lines += [f"  {c['cause_code']:<{code_width}}  {c['instances']:>9}  {c['findings']:>8}" for c in causes]
+    by_status = result.by_status()
+    worst = ", ".join(f"{by_status[s]} {s}" for s in ("CRITICAL", "WARNING", "UNKNOWN", "OK") if s in by_status)
+    lines += ["", f"{len(result.instances)} instance{'s' if len(result.instances) != 1 else ''} listed ({worst}), "
+                  f"{len(result.rows)} finding{'s' if len(result.rows) != 1 else ''}{_filter_text(q)}; "
+                  f"{result.records_read} inventory records read in {result.pages} GetInventory "
+                  f"page{'s' if result.pages != 1 else ''}. Exit {result.exit_code}."]
+    return "\n".join(lines)
+
+
+def _filter_text(q: Query) -> str:
+    parts = [f"{name} {','.join(values)}" for name, values in (("check", q.checks), ("cause", q.causes)) if values]
+    return f" matching {'; '.join(parts)}" if parts else ""
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table for people (default), json for machines")
+    p.add_argument("--status", action="append", metavar="LIST",
+                   help="statuses to list, comma-separated: OK, WARNING, CRITICAL, UNKNOWN "
+                        "(default: WARNING,CRITICAL,UNKNOWN, i.e. not OK)")
+    p.add_argument("--check", action="append", metavar="IDS",
+                   help="finding ids or id prefixes, comma-separated (dns, dns.ssm, reach.ssm, s3)")
+    p.add_argument("--cause", action="append", metavar="CODES",
+                   help="cause codes, comma-separated (e.g. private_dns_disabled)")
+    p.add_argument("--region", help="the region whose inventory to read (default: AWS_REGION / the profile's)")
+    p.add_argument("--profile", help="AWS profile to use (default: AWS_PROFILE / the default chain)")
+    p.add_argument("--endpoint-url", metavar="URL",
+                   help="ssm endpoint URL (a private endpoint's DNS name, or a test endpoint)")
+    p.add_argument("--ca-bundle", metavar="FILE", help="CA bundle to verify the endpoint (default: AWS_CA_BUNDLE)")
+    p.add_argument("--type-name", default=DEFAULT_TYPE_NAME,
+                   help=f"the custom inventory type the daemons publish (default {DEFAULT_TYPE_NAME})")
+    p.add_argument("--max-results", type=int, default=MAX_PAGE, metavar="N",
+                   help=f"GetInventory page size, 1-{MAX_PAGE} (default {MAX_PAGE})")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="show each finding's cause and fix in the table")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``fleet`` on the CLI's subparsers (``vpce-doctor fleet``)."""
+    parser = subparsers.add_parser("fleet", help=HELP, description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+
+
+def _split(values: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    out: List[str] = []
+    for value in values or ():
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return tuple(dict.fromkeys(out))  # keep order, drop repeats
+
+
+def query_from(args: argparse.Namespace) -> Query:
+    statuses = tuple(s.upper() for s in _split(args.status)) or NOT_OK
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        raise FleetError(f"--status: unknown status {', '.join(bad)}; expected some of {', '.join(STATUSES)}")
+    if not 1 <= args.max_results <= MAX_PAGE:
+        raise FleetError(f"--max-results: {args.max_results} is out of range; expected 1-{MAX_PAGE}")
+    if len(args.type_name) > 100 or not TYPE_NAME_PATTERN.match(args.type_name):
+        raise FleetError(f"--type-name: {args.type_name!r} is not an inventory type name "
+                         "(Custom:Name or AWS:Name, at most 100 characters)")
+    return Query(type_name=args.type_name, statuses=statuses, checks=_split(args.check),
+                 causes=_split(args.cause), page_size=args.max_results)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``vpce-doctor fleet``; returns the exit code (3 with one line on stderr on failure)."""
+    endpoint = getattr(args, "endpoint_url", None)
+    try:
+        query = query_from(args)
+        client = make_client(args.region, args.profile, endpoint, args.ca_bundle)
+        result = fetch(client, query)
+    except KeyboardInterrupt:
+        print("vpce-doctor fleet: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - every failure is one line and exit 3
+        print(f"vpce-doctor fleet: error: {describe_error(exc, endpoint)}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format == "json":
+        print(render_json(result))
+    else:
+        print(render_table(result, verbose=args.verbose > 0))
+    return result.exit_code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``vpce-doctor fleet`` on its own (tests, ``python -m vpce_doctor.fleet``)."""
+    parser = _Parser(prog="vpce-doctor fleet", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

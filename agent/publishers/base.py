@@ -1,0 +1,171 @@
+"""The publisher contract and the factory.
+
+A publisher takes a finished Report and puts it somewhere. ``publish`` never raises and never
+takes longer than the publisher's own timeout: the work runs in a daemon thread that is abandoned
+(and reported as a timeout) when it overruns, so a DNS lookup that hangs — the very failure we
+diagnose — cannot stall the daemon's cycle. While an abandoned call is still stuck, the next
+publish is skipped rather than piling up threads.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Protocol, Tuple
+
+from ..report import Report
+from .settings import PublishSettings
+
+log = logging.getLogger("vpce_doctor.publishers")
+
+MAX_DETAIL = 500  # one log line, one report note
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    publisher: str
+    ok: bool
+    detail: str  # one line: what was done, or why it failed
+    duration_s: float
+
+
+class Publisher(Protocol):
+    name: str
+
+    def publish(self, report: Report) -> PublishResult: ...  # never raises; bounded by its own timeout
+
+    def close(self) -> None: ...
+
+
+def one_line(text: object, limit: int = MAX_DETAIL) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+Outcome = Tuple[bool, str]
+
+
+class BoundedPublisher:
+    """Base for publishers that do I/O: ``_publish(report) -> (ok, detail)`` runs in a worker thread
+    bounded by ``timeout_s``; exceptions become ``ok=False`` with a one-line detail."""
+
+    name = "publisher"
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._stuck: Optional[threading.Thread] = None
+        self._stuck_since = 0.0
+
+    def _publish(self, report: Report) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def publish(self, report: Report) -> PublishResult:
+        start = time.monotonic()
+        try:
+            ok, detail = self._bounded(lambda: self._publish(report))
+        except Exception as exc:  # noqa: BLE001 - the contract: never raise
+            ok, detail = False, f"internal error: {exc.__class__.__name__}: {exc}"
+        return PublishResult(self.name, ok, one_line(detail), time.monotonic() - start)
+
+    def _bounded(self, work: Callable[[], Outcome]) -> Outcome:
+        if self._stuck is not None:
+            if self._stuck.is_alive():
+                return False, (f"skipped: the previous call is still stuck after "
+                               f"{time.monotonic() - self._stuck_since:.0f} s")
+            self._stuck = None
+        box: List[Outcome] = []
+
+        def run() -> None:
+            try:
+                box.append(work())
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                log.debug("publisher %s failed", self.name, exc_info=True)
+                box.append((False, f"{exc.__class__.__name__}: {exc}"))
+
+        worker = threading.Thread(target=run, name=f"publish-{self.name}", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        worker.join(self.timeout_s)
+        if worker.is_alive():
+            self._stuck, self._stuck_since = worker, started
+            return False, f"timed out after {self.timeout_s:g} s"
+        return box[0] if box else (False, "internal error: no result")
+
+    def close(self) -> None:
+        pass
+
+
+class _Unavailable:
+    """Stands in for a publisher that could not even be built: reports why on every publish."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        self._why = one_line(why)
+
+    def publish(self, report: Report) -> PublishResult:
+        return PublishResult(self.name, False, self._why, 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def build_publishers(settings: PublishSettings, state_dir: str, ca_bundle: Optional[str]) -> List[Publisher]:
+    """One publisher per name in ``settings.publishers``, in that order. Never raises: a publisher
+    that cannot be built reports why on each publish (so the daemon runs, and says so)."""
+    from . import cloudwatch, http, inventory, inventory_file, last_report
+
+    factories: Dict[str, Callable[[], Publisher]] = {
+        "last_report": lambda: last_report.LastReportPublisher(settings, state_dir),
+        "inventory": lambda: inventory.InventoryPublisher(settings, ca_bundle),
+        "inventory_file": lambda: inventory_file.InventoryFilePublisher(settings),
+        "cloudwatch": lambda: cloudwatch.CloudWatchPublisher(settings, ca_bundle),
+        "http": lambda: http.HttpPublisher(settings),
+    }
+    built: List[Publisher] = []
+    for name in settings.publishers:
+        factory = factories.get(name)
+        if factory is None:
+            built.append(_Unavailable(name, f"unknown publisher {name!r}; expected one of {', '.join(factories)}"))
+            continue
+        try:
+            built.append(factory())
+        except Exception as exc:  # noqa: BLE001 - never let a publisher take the daemon down
+            log.warning("publisher %s could not start: %s", name, one_line(exc))
+            built.append(_Unavailable(name, f"could not start: {exc.__class__.__name__}: {exc}"))
+    return built
+
+
+# What an AWS call's failure means, in one line. Classified by botocore's exception types and the
+# service's error code, never by message text.
+_HINTS = {
+    "InvalidInstanceId": "the SSM agent is not registered or not running on this instance",
+    "AccessDeniedException": "the instance profile lacks the permission (AmazonSSMManagedInstanceCore "
+                             "has ssm:PutInventory; CloudWatch needs cloudwatch:PutMetricData)",
+    "AccessDenied": "the instance profile lacks cloudwatch:PutMetricData",
+    "ThrottlingException": "throttled: the next cycle tries again",
+    "Throttling": "throttled: the next cycle tries again",
+    "CustomSchemaCountLimitExceededException": "the account already has 20 custom inventory types",
+}
+
+
+def describe_aws_error(exc: Exception, operation: str, endpoint: Optional[str]) -> str:
+    from botocore import exceptions as bx
+
+    where = endpoint or "the endpoint"
+    if isinstance(exc, bx.ClientError):
+        error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+        code = error.get("Code") or "Unknown"
+        hint = _HINTS.get(code)
+        return f"{operation} failed: {code}: {error.get('Message') or exc}" + (f" ({hint})" if hint else "")
+    if isinstance(exc, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
+        return f"{operation} failed: timeout talking to {where}: {exc}"
+    if isinstance(exc, bx.SSLError):
+        return f"{operation} failed: TLS to {where} failed: {exc}"
+    if isinstance(exc, bx.EndpointConnectionError):
+        return f"{operation} failed: cannot reach {where}: {exc}"
+    if isinstance(exc, bx.NoCredentialsError):
+        return f"{operation} failed: no AWS credentials (is an instance profile attached?)"
+    if isinstance(exc, bx.BotoCoreError):
+        return f"{operation} failed: {exc.__class__.__name__}: {exc}"
+    return f"{operation} failed: {exc.__class__.__name__}: {exc}"

@@ -1,0 +1,56 @@
+"""docs/troubleshooting.md is generated from checks/causes.py and must stay in step with it."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATOR = REPO / "scripts" / "gen-troubleshooting.py"
+TABLE = REPO / "docs" / "troubleshooting.md"
+
+
+def _generator() -> ModuleType:
+    # The script's name has a hyphen: load it from its path.
+    spec = importlib.util.spec_from_file_location("gen_troubleshooting", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+def test_troubleshooting_table_is_up_to_date() -> None:
+    gen = _generator()
+    expected = gen.render(gen.load_causes())
+    assert TABLE.read_text(encoding="utf-8") == expected, (
+        "docs/troubleshooting.md is out of date: run python3 scripts/gen-troubleshooting.py")
+
+
+def test_table_has_one_row_per_cause_code_with_meaning_and_fix() -> None:
+    from vpce_doctor.checks.causes import CAUSES
+
+    rows = [line for line in TABLE.read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    codes = [re.match(r"\| `([a-z0-9_]+)` \|", row).group(1) for row in rows]  # type: ignore[union-attr]
+    assert codes == list(CAUSES)
+    for row in rows:
+        cells = re.split(r"(?<!\\)\|", row)[1:-1]  # escaped pipes stay inside their cell
+        assert len(cells) == 4, row
+        code, meaning, fix, _cli = (c.strip() for c in cells)
+        assert meaning and fix, row
+        assert "{" not in meaning + fix and "<" not in meaning + fix, row  # placeholders shown as &lt;name>
+
+
+def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    gen = _generator()
+    stale = tmp_path / "troubleshooting.md"
+    stale.write_text("old\n", encoding="utf-8")
+    assert gen.main(["--check", "--output", str(stale)]) == 1
+    assert gen.main(["--output", str(stale)]) == 0
+    assert gen.main(["--check", "--output", str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == TABLE.read_text(encoding="utf-8")

@@ -1,0 +1,453 @@
+"""`vpce-doctor fleet` (agent/fleet.py).
+
+Against the lab's AWS layer on loopback with 501 managed instances (`--fleet-size 500` plus the lab's
+own), seeded through the real boto3 PutInventory with exactly what the daemon's inventory publisher
+sends (tests/bench/fleet.py: some healthy, some broken with known causes, some silent, some under
+another type name). Error paths (access denied, throttling, repeated tokens, unreachable endpoint)
+run against a small scripted HTTP server on 127.0.0.1. Nothing leaves loopback: every call has an
+--endpoint-url, credentials come from the environment, and IMDS is disabled for botocore.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # tests.bench / tests.lab are imported from the work tree
+    sys.path.insert(0, str(REPO))
+
+from vpce_doctor import fleet  # noqa: E402
+
+from tests.bench.fleet import (OTHER_TYPE_NAME, REGION, FleetLab, Seeded, expected_rows,  # noqa: E402
+                               plan, seed_fleet)
+
+FLEET_SIZE = 500
+NOT_OK = ("WARNING", "CRITICAL", "UNKNOWN")
+Key = Tuple[str, str, str, str]
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Credentials from the environment only; no profile, no config, no IMDS (never an outside address)."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS",
+                 "AWS_RETRY_MODE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM", "AWS_SESSION_TOKEN",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "lab")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture(scope="module")
+def fleet_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[FleetLab, Seeded]]:
+    pytest.importorskip("trustme")
+    if not os.environ.get("VPCE_LAB_PYTHON"):  # else the layer runs in that (lab tools') interpreter
+        pytest.importorskip("moto")
+    lab = FleetLab(tmp_path_factory.mktemp("fleet-lab"), FLEET_SIZE)
+    try:
+        lab.wait_ready()
+        assert len(lab.instance_ids) == FLEET_SIZE + 1
+        seeded = plan(lab.instance_ids)
+        seed_fleet(lab, seeded)
+        yield lab, seeded
+    finally:
+        lab.stop()
+
+
+def run_fleet(capsys: pytest.CaptureFixture, *argv: str) -> Tuple[int, str, str]:
+    code = fleet.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lab_args(lab: FleetLab, *extra: str) -> List[str]:
+    return ["--region", REGION, "--endpoint-url", lab.url, "--ca-bundle", str(lab.ca), *extra]
+
+
+def fleet_json(capsys: pytest.CaptureFixture, lab: FleetLab, *extra: str) -> Tuple[int, Dict[str, Any]]:
+    code, out, err = run_fleet(capsys, *lab_args(lab, "--format", "json", *extra))
+    assert code != 3, err
+    assert err == ""
+    return code, json.loads(out)
+
+
+def keys(doc: Dict[str, Any]) -> set:
+    return {(r["instance_id"], r["check_id"], r["status"], r["cause_code"]) for r in doc["rows"]}
+
+
+def exit_for(rows: set) -> int:
+    statuses = {r[2] for r in rows}
+    return 2 if "CRITICAL" in statuses else 1 if statuses & {"WARNING", "UNKNOWN"} else 0
+
+
+# --- the lab fleet -----------------------------------------------------------------------------------
+
+def test_lists_exactly_the_broken_instances(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
+    lab, seeded = fleet_lab
+    want = expected_rows(seeded.findings)
+    broken = sorted({k[0] for k in want})
+    assert 200 <= len(broken) < len(seeded.findings)  # the seed really has both kinds
+
+    code, doc = fleet_json(capsys, lab)
+    assert keys(doc) == want
+    assert doc["instances"] == broken and doc["instance_count"] == len(broken)
+    assert not set(doc["instances"]) & (set(seeded.silent) | set(seeded.other))
+    assert code == 2 and doc["exit_code"] == 2 and doc["status"] == "CRITICAL"
+    # The status filter ran at the service: only the broken instances came back, in full pages of 50.
+    assert doc["records_read"] == len(broken)
+    assert doc["pages"] == math.ceil(len(broken) / 50) >= 2
+    assert doc["service_filters"] == [{"Key": "Custom:VpceDoctor.Status", "Values": list(NOT_OK), "Type": "Equal"}]
+    # Each row carries what the daemon published, as data.
+    row = next(r for r in doc["rows"] if r["cause_code"] == "private_dns_disabled")
+    assert row["status"] == "CRITICAL" and row["check_id"] == "dns.ssm" and "Private DNS disabled" in row["cause"]
+    assert "aws ec2 modify-vpc-endpoint --vpc-endpoint-id vpce-0fee1de0000000001" in row["fix"]
+    assert row["checked_at"].endswith("Z") and row["agent_version"]
+    assert row["evidence"] == {"answers": ["10.0.1.101", "10.0.2.101"], "latency_ms": 1.5}
+
+
+def test_pagination_crosses_many_pages(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
+    lab, seeded = fleet_lab
+    want = expected_rows(seeded.findings)
+    code, doc = fleet_json(capsys, lab, "--max-results", "7")
+    broken = len({k[0] for k in want})
+    assert keys(doc) == want and code == 2
+    assert doc["pages"] == math.ceil(broken / 7) and doc["records_read"] == broken
+
+
+def test_summary_counts_match(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
+    lab, seeded = fleet_lab
+    want = expected_rows(seeded.findings)
+    _, doc = fleet_json(capsys, lab)
+    per_cause: Dict[str, set] = {}
+    for iid, _, _, code in want:
+        per_cause.setdefault(code, set()).add(iid)
+    assert {c["cause_code"]: c["instances"] for c in doc["by_cause"]} == {c: len(i) for c, i in per_cause.items()}
+    assert {c["cause_code"]: c["findings"] for c in doc["by_cause"]} == \
+        {c: sum(1 for k in want if k[3] == c) for c in per_cause}
+    counts = [c["instances"] for c in doc["by_cause"]]
+    assert counts == sorted(counts, reverse=True)
+    # Two findings of one instance with the same cause count the instance once.
+    assert next(c for c in doc["by_cause"] if c["cause_code"] == "endpoint_sg_no_inbound_443")["findings"] == \
+        2 * len(per_cause["endpoint_sg_no_inbound_443"])
+    worst: Dict[str, str] = {}
+    for iid, _, status, _ in want:
+        if worst.get(iid) != "CRITICAL" and (status == "CRITICAL" or worst.get(iid) in (None, "UNKNOWN")):
+            worst[iid] = status
+    assert doc["by_status"] == {s: list(worst.values()).count(s) for s in set(worst.values())}
+
+
+@pytest.mark.parametrize("argv, statuses, checks, causes", [
+    (["--status", "WARNING"], ["WARNING"], [], []),
+    (["--status", "critical,unknown"], ["CRITICAL", "UNKNOWN"], [], []),
+    (["--status", "OK", "--check", "s3.route"], ["OK"], ["s3.route"], []),
+    (["--check", "dns.ssm"], NOT_OK, ["dns.ssm"], []),
+    (["--check", "dns"], NOT_OK, ["dns"], []),
+    (["--check", "reach.ssm"], NOT_OK, ["reach.ssm"], []),  # a dotted prefix: not reach.ssmmessages.*
+    (["--check", "s3", "--check", "instance"], NOT_OK, ["s3", "instance"], []),
+    (["--cause", "private_dns_disabled"], NOT_OK, [], ["private_dns_disabled"]),
+    (["--cause", "resolver_slow,public_ip_assigned"], NOT_OK, [], ["resolver_slow", "public_ip_assigned"]),
+    (["--check", "resolver", "--status", "WARNING", "--cause", "resolver_slow"], ["WARNING"], ["resolver"],
+     ["resolver_slow"]),
+])
+def test_filters(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture, argv: List[str],
+                 statuses: Sequence[str], checks: Sequence[str], causes: Sequence[str]) -> None:
+    lab, seeded = fleet_lab
+    want = expected_rows(seeded.findings, statuses, checks, causes)
+    code, doc = fleet_json(capsys, lab, *argv)
+    assert keys(doc) == want
+    assert code == doc["exit_code"] == exit_for(want)
+    assert doc["filters"] == {"status": list(statuses), "check": list(checks), "cause": list(causes)}
+    # The service pre-selected: never fewer instances than listed, never more than match every filter
+    # on some entry (each filter alone is a superset of what is listed).
+    listed = {k[0] for k in want}
+    could_match = {iid for iid, state in seeded.findings.items()
+                   if any(s in statuses for s, _ in state.values())
+                   and (not checks or any(cid.startswith(c) for cid in state for c in checks))
+                   and (not causes or any(code in causes for _, code in state.values()))}
+    assert listed <= could_match and doc["records_read"] == len(could_match)
+
+
+def test_reach_ssm_is_a_dotted_prefix(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
+    lab, _ = fleet_lab
+    _, doc = fleet_json(capsys, lab, "--check", "reach.ssm")
+    assert doc["rows"] and {r["check_id"] for r in doc["rows"]} == {"reach.ssm.10.0.1.101", "reach.ssm.10.0.2.101"}
+    _, doc = fleet_json(capsys, lab, "--check", "reach.ssmmessages")
+    assert {r["status"] for r in doc["rows"]} == {"UNKNOWN"} and doc["exit_code"] == 1
+
+
+def test_table_output(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
+    lab, seeded = fleet_lab
+    want = expected_rows(seeded.findings, checks=["dns.ssm", "instance"])
+    code, out, err = run_fleet(capsys, *lab_args(lab, "--check", "dns.ssm,instance"))
+    assert code == 2 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["INSTANCE", "CHECK", "STATUS", "CAUSE", "CHECKED", "AT"]
+    rows = lines[1:1 + len(want)]
+    assert {tuple(line.split()[:4]) for line in rows} == {(i, c, s, k) for i, c, s, k in want}
+    assert lines[1 + len(want)] == "" and lines[2 + len(want)] == "By cause"
+    summary = {line.split()[0]: (int(line.split()[1]), int(line.split()[2]))
+               for line in lines[4 + len(want):] if line.startswith("  ") and line.split()[1].isdigit()}
+    assert summary == {"private_dns_disabled": (len({k[0] for k in want if k[3] == "private_dns_disabled"}),) * 2,
+                       "public_ip_assigned": (len({k[0] for k in want if k[3] == "public_ip_assigned"}),) * 2}
+    assert lines[-1].startswith(f"{len({k[0] for k in want})} instances listed (")
+    assert lines[-1].endswith("Exit 2.")
+
+    code, verbose, _ = run_fleet(capsys, *lab_args(lab, "--check", "dns.ssm", "-v"))
+    assert code == 2
+    assert any(line.startswith("    cause: The interface endpoint vpce-") for line in verbose.splitlines())
+    assert any(line.startswith("    fix:   ") for line in verbose.splitlines())
+    assert "--private-dns-enabled" in verbose  # the fix's exact CLI command, as the daemon published it
+
+
+def test_nothing_broken_exits_0(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
+    lab, _ = fleet_lab
+    code, out, err = run_fleet(capsys, *lab_args(lab, "--cause", "tls_failed"))
+    assert code == 0 and err == ""
+    assert out.startswith("No instance has a WARNING/CRITICAL/UNKNOWN finding in Custom:VpceDoctor matching cause "
+                          "tls_failed (0 inventory records read, 1 GetInventory page).")
+    code, doc = fleet_json(capsys, lab, "--cause", "tls_failed")
+    assert code == 0 and doc["rows"] == [] and doc["status"] == "OK" and doc["by_cause"] == []
+
+
+def test_other_type_name_with_fewer_attributes(fleet_lab: Tuple[FleetLab, Seeded],
+                                               capsys: pytest.CaptureFixture) -> None:
+    lab, seeded = fleet_lab
+    want = {(i, c, s, "") for i, c, s, _ in expected_rows(seeded.other)}
+    assert want
+    code, doc = fleet_json(capsys, lab, "--type-name", OTHER_TYPE_NAME)
+    assert keys(doc) == want and code == exit_for(want)
+    assert {r["checked_at"] for r in doc["rows"]} == {"2026-01-02T03:04:05Z"}
+    assert [c["cause_code"] for c in doc["by_cause"]] == ["-"]
+    code, out, _ = run_fleet(capsys, *lab_args(lab, "--type-name", OTHER_TYPE_NAME))
+    assert code == exit_for(want) and "  -  " in out.splitlines()[1]
+
+
+def test_profile_gives_region_and_credentials(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lab, seeded = fleet_lab
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile ops]\nregion = {REGION}\naws_access_key_id = AKIAOPS\naws_secret_access_key = x\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    code, out, err = run_fleet(capsys, "--profile", "ops", "--endpoint-url", lab.url, "--ca-bundle", str(lab.ca),
+                               "--format", "json", "--cause", "private_dns_disabled")
+    assert code == 2, err
+    assert keys(json.loads(out)) == expected_rows(seeded.findings, causes=["private_dns_disabled"])
+    code, out, err = run_fleet(capsys, "--profile", "nope", "--endpoint-url", lab.url)
+    assert code == 3 and out == "" and len(err.splitlines()) == 1 and "nope" in err
+
+
+def test_untrusted_certificate_is_one_line(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, _ = fleet_lab
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", lab.url)
+    assert code == 3 and out == ""
+    assert len(err.splitlines()) == 1 and "TLS to " in err and "--ca-bundle" in err
+
+
+# --- what is sent, and the error paths (a scripted server on loopback) -------------------------------
+
+Scripted = Tuple[int, Dict[str, Any]]
+
+
+class FakeSsm:
+    """Answers each GetInventory with the next scripted (status, JSON body); the last one repeats."""
+
+    def __init__(self, replies: Sequence[Scripted]) -> None:
+        self.replies = list(replies)
+        self.requests: List[Dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake.requests.append({"target": self.headers.get("X-Amz-Target"), "body": json.loads(body or b"{}")})
+                status, reply = fake.replies[min(len(fake.requests), len(fake.replies)) - 1]
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:{}".format(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def fake_ssm() -> Iterator[Any]:
+    started: List[FakeSsm] = []
+
+    def start(*replies: Scripted) -> FakeSsm:
+        server = FakeSsm(replies)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def entity(iid: str, *entries: Dict[str, str]) -> Dict[str, Any]:
+    return {"Id": iid, "Data": {"Custom:VpceDoctor": {"TypeName": "Custom:VpceDoctor", "SchemaVersion": "1.0",
+                                                      "CaptureTime": "2026-01-01T00:00:00Z", "Content": list(entries)}}}
+
+
+def finding(check: str, status: str, cause: str = "") -> Dict[str, str]:
+    return {"CheckId": check, "Status": status, "CauseCode": cause, "Summary": "", "Cause": "", "Fix": "",
+            "Evidence": "{}", "CheckedAt": "2026-01-01T00:00:00Z", "AgentVersion": "0.1.0"}
+
+
+THROTTLED: Scripted = (400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+
+
+def test_request_shape_and_entry_level_filtering(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    """Filters go to the service as a superset; all conditions must then hold on the same entry."""
+    server = fake_ssm(
+        (200, {"Entities": [entity("i-1", finding("dns.ssm", "OK"),
+                                   finding("s3.route", "CRITICAL", "s3_route_missing"))], "NextToken": "t1"}),
+        (200, {"Entities": [entity("i-2", finding("dns.ssm", "CRITICAL", "private_dns_disabled"))]}))
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url, "--format", "json",
+                               "--check", "dns.ssm", "--cause", "private_dns_disabled,s3_route_missing",
+                               "--max-results", "20")
+    assert code == 2, err
+    doc = json.loads(out)
+    assert keys(doc) == {("i-2", "dns.ssm", "CRITICAL", "private_dns_disabled")}  # i-1's dns.ssm is OK
+    assert doc["pages"] == 2 and doc["records_read"] == 2
+    first, second = (r["body"] for r in server.requests)
+    assert server.requests[0]["target"] == "AmazonSSM.GetInventory"
+    assert first == {"Filters": [
+        {"Key": "Custom:VpceDoctor.Status", "Values": ["WARNING", "CRITICAL", "UNKNOWN"], "Type": "Equal"},
+        {"Key": "Custom:VpceDoctor.CheckId", "Values": ["dns.ssm"], "Type": "BeginWith"},
+        {"Key": "Custom:VpceDoctor.CauseCode", "Values": ["private_dns_disabled", "s3_route_missing"],
+         "Type": "Equal"}],
+        "ResultAttributes": [{"TypeName": "Custom:VpceDoctor"}], "MaxResults": 20}
+    assert second == dict(first, NextToken="t1")
+
+
+def test_access_denied_names_the_iam_action(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    denied = "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ssm:GetInventory"
+    server = fake_ssm((400, {"__type": "AccessDeniedException", "message": denied}))
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("vpce-doctor fleet: error: access denied (AccessDeniedException): the IAM action "
+                          "ssm:GetInventory is missing")
+    assert len(server.requests) == 1  # not retried
+
+
+def test_throttling_is_retried(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    server = fake_ssm(THROTTLED, (200, {"Entities": [entity("i-1", finding("resolver", "WARNING", "resolver_slow"))]}))
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url, "--format", "json")
+    assert code == 1, err
+    assert keys(json.loads(out)) == {("i-1", "resolver", "WARNING", "resolver_slow")}
+    assert len(server.requests) == 2
+
+
+def test_throttled_after_every_attempt(fake_ssm: Any, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # the operator's setting wins over our default of 5
+    server = fake_ssm(THROTTLED)
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and out == "" and len(err.splitlines()) == 1
+    assert "throttled (ThrottlingException) after 2 attempts" in err
+    assert len(server.requests) == 2
+
+
+def test_repeated_next_token_stops(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    server = fake_ssm((200, {"Entities": [], "NextToken": "same"}))
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and out == "" and "kept paging" in err and len(err.splitlines()) == 1
+    assert len(server.requests) == 2
+
+
+def test_unreachable_endpoint(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", f"http://127.0.0.1:{port}")
+    assert code == 3 and out == "" and len(err.splitlines()) == 1 and "cannot reach" in err
+
+
+def test_no_region_and_no_credentials(fake_ssm: Any, capsys: pytest.CaptureFixture,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    server = fake_ssm((200, {"Entities": []}))
+    code, out, err = run_fleet(capsys, "--endpoint-url", server.url)
+    assert code == 3 and out == "" and "no region: pass --region" in err and len(err.splitlines()) == 1
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and out == "" and "no AWS credentials" in err and len(err.splitlines()) == 1
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--status", "BAD"], "--status: unknown status BAD"),
+    (["--max-results", "51"], "--max-results: 51 is out of range"),
+    (["--max-results", "0"], "--max-results: 0 is out of range"),
+    (["--type-name", "VpceDoctor"], "--type-name: 'VpceDoctor' is not an inventory type name"),
+])
+def test_bad_values_exit_3(capsys: pytest.CaptureFixture, argv: List[str], message: str) -> None:
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", "http://127.0.0.1:9", *argv)
+    assert code == 3 and out == "" and message in err and len(err.splitlines()) == 1
+
+
+def test_usage_error_exits_3(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as raised:  # argparse's own errors leave through the parser
+        fleet.main(["--format", "xml"])
+    assert raised.value.code == 3 and "invalid choice" in capsys.readouterr().err
+
+
+def test_add_parser_and_run(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    """What cli.py wires: add_parser registers `fleet` with help; run(args) runs it."""
+    server = fake_ssm((200, {"Entities": [entity("i-9", finding("imds", "CRITICAL", "imds_disabled"))]}))
+    parser = argparse.ArgumentParser(prog="vpce-doctor")
+    sub = parser.add_subparsers(dest="command")
+    fleet.add_parser(sub)
+    assert "fleet" in parser.format_help()
+    args = parser.parse_args(["fleet", "--region", REGION, "--endpoint-url", server.url, "--format", "json"])
+    assert fleet.run(args) == 2
+    assert json.loads(capsys.readouterr().out)["instances"] == ["i-9"]
+    help_text = sub.choices["fleet"].format_help()
+    for word in ("--status", "--check", "--cause", "--type-name", "--max-results", "ssm:GetInventory", "Exit code"):
+        assert word in help_text
+
+
+def test_cli_wiring_when_present(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    from vpce_doctor import cli
+
+    probe = cli._parser()
+    subcommands = next(a for a in probe._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if "fleet" not in subcommands:
+        pytest.skip("cli.py does not register `fleet` yet (the lead wires fleet.add_parser/run)")
+    server = fake_ssm((200, {"Entities": [entity("i-9", finding("resolver", "WARNING", "resolver_slow"))]}))
+    assert cli.main(["fleet", "--region", REGION, "--endpoint-url", server.url]) == 1
+    assert "i-9" in capsys.readouterr().out
