@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from ..report import Report
 from .settings import PublishSettings
@@ -94,6 +94,38 @@ class BoundedPublisher:
 
     def close(self) -> None:
         pass
+
+
+class AwsPublisher(BoundedPublisher):
+    """A publisher that calls one AWS service in the instance's region: one client for the life of
+    the publisher (creating one costs more CPU than a cycle's checks), rebuilt if the region changes."""
+
+    service = ""
+
+    def __init__(self, timeout_s: float, ca_bundle: Optional[str]) -> None:
+        super().__init__(timeout_s)
+        self._ca_bundle = ca_bundle
+        self._client: Any = None
+        self._client_region: Optional[str] = None
+
+    def _aws(self, region: str) -> Any:
+        if self._client is None or self._client_region != region:
+            from ..checks.awsclient import make_client
+
+            self._client = make_client(self.service, region, self._ca_bundle, connect_timeout=self.timeout_s,
+                                       read_timeout=self.timeout_s)
+            self._client_region = region
+        return self._client
+
+    @staticmethod
+    def target(report: Report, action: str) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+        """(instance id, region, None), or (None, None, why not) when a fact is missing."""
+        instance_id, region = report.facts.instance_id, report.facts.region
+        if instance_id and region:
+            return instance_id, region, None
+        missing = "instance id" if not instance_id else "region"
+        return None, None, (f"{missing} unknown (IMDS failed and facts.{missing.replace(' ', '_')} is not set): "
+                            f"cannot {action}")
 
 
 class _Unavailable:

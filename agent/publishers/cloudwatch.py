@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..checks.model import Finding, Status
 from ..report import Report
-from .base import BoundedPublisher, Outcome, describe_aws_error
+from .base import AwsPublisher, Outcome, describe_aws_error
 from .settings import PublishSettings
 
 MAX_DATA_PER_CALL = 1000
@@ -90,33 +90,21 @@ def batches(data: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
     return out
 
 
-class CloudWatchPublisher(BoundedPublisher):
+class CloudWatchPublisher(AwsPublisher):
     name = "cloudwatch"
 
+    service = "cloudwatch"
+
     def __init__(self, settings: PublishSettings, ca_bundle: Optional[str]) -> None:
-        super().__init__(settings.cloudwatch_timeout_s)
+        super().__init__(settings.cloudwatch_timeout_s, ca_bundle)
         self.namespace = settings.cloudwatch_namespace
-        self._ca_bundle = ca_bundle
-        self._client: Any = None
-        self._client_region: Optional[str] = None
-
-    def _cloudwatch(self, region: str) -> Any:
-        if self._client is None or self._client_region != region:
-            from ..checks.awsclient import make_client
-
-            self._client = make_client("cloudwatch", region, self._ca_bundle, connect_timeout=self.timeout_s,
-                                       read_timeout=self.timeout_s)
-            self._client_region = region
-        return self._client
 
     def _publish(self, report: Report) -> Outcome:
-        instance_id, region = report.facts.instance_id, report.facts.region
-        if not instance_id or not region:
-            missing = "instance id" if not instance_id else "region"
-            return False, (f"{missing} unknown (IMDS failed and facts.{missing.replace(' ', '_')} is not set): "
-                           "cannot publish metrics")
+        instance_id, region, why_not = self.target(report, "publish metrics")
+        if why_not:
+            return False, why_not
         data = metric_data(report, instance_id)
-        client = self._cloudwatch(region)
+        client = self._aws(region)
         calls = batches(data)
         for batch in calls:
             try:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..report import Report
-from .base import BoundedPublisher, Outcome, describe_aws_error
+from .base import AwsPublisher, Outcome, describe_aws_error
 from .settings import PublishSettings
 
 SCHEMA_VERSION = "1.0"
@@ -244,34 +244,21 @@ def batches(items: Sequence[InventoryItem]) -> List[List[InventoryItem]]:
 
 # --- the publisher ---------------------------------------------------------------------------------
 
-class InventoryPublisher(BoundedPublisher):
+class InventoryPublisher(AwsPublisher):
     name = "inventory"
 
+    service = "ssm"
+
     def __init__(self, settings: PublishSettings, ca_bundle: Optional[str]) -> None:
-        super().__init__(settings.inventory_timeout_s)
+        super().__init__(settings.inventory_timeout_s, ca_bundle)
         self._type_name = settings.inventory_type_name
         self._verdict_type_name = settings.verdict_type_name
-        self._ca_bundle = ca_bundle
-        self._client: Any = None
-        self._client_region: Optional[str] = None
         self._last_sent: Optional[str] = None  # (instance, content) hash of the last successful call
 
-    def _ssm(self, region: str) -> Any:
-        # One client for the life of the publisher: creating one costs more CPU than a cycle's checks.
-        if self._client is None or self._client_region != region:
-            from ..checks.awsclient import make_client
-
-            self._client = make_client("ssm", region, self._ca_bundle, connect_timeout=self.timeout_s,
-                                       read_timeout=self.timeout_s)
-            self._client_region = region
-        return self._client
-
     def _publish(self, report: Report) -> Outcome:
-        instance_id, region = report.facts.instance_id, report.facts.region
-        if not instance_id or not region:
-            missing = "instance id" if not instance_id else "region"
-            return False, (f"{missing} unknown (IMDS failed and facts.{missing.replace(' ', '_')} is not set): "
-                           "cannot call PutInventory")
+        instance_id, region, why_not = self.target(report, "call PutInventory")
+        if why_not:
+            return False, why_not
         content = build_inventory(report, self._type_name, self._verdict_type_name)
         key = _sha256([instance_id, content.content_hash])
         counts = f"{len(content.items[0].content)} findings, {len(content.items[1].content)} verdicts"
@@ -279,7 +266,7 @@ class InventoryPublisher(BoundedPublisher):
         if key == self._last_sent:
             return True, (f"unchanged diagnosis (ContentHash {content.items[0].content_hash[:12]}): "
                           f"PutInventory not needed" + (f"; {notes}" if notes else ""))
-        client = self._ssm(region)
+        client = self._aws(region)
         calls = 0
         for batch in batches(content.items):
             try:
