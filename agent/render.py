@@ -34,10 +34,15 @@ def render_table(report: Report, colour: bool = False, verbose: bool = False, wi
         "",
     ]
     id_width = min(34, max((len(f.id) for f in report.findings), default=10))
+    explained: Dict[tuple, str] = {}  # (cause_code, fix) -> the finding that showed it first
     for f in report.findings:
         status = _paint(f"{f.status.name:<8}", _COLOURS[f.status], colour)
         lines.append(f"{status} {f.id:<{id_width}}  {f.summary}")
         if f.status != Status.OK and f.blocked_by is None:
+            first = explained.setdefault((f.cause_code, f.fix), f.id)
+            if first != f.id and not verbose:  # per-address findings repeat their service's cause
+                lines.append(f"      {'cause:':<7}{f.cause_code or 'see'} (cause and fix as for {first})")
+                continue
             if f.cause:
                 lines.extend(_wrap("cause:", f.cause, width))
             if f.fix:

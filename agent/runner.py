@@ -1,7 +1,8 @@
 """Runs checks concurrently, in dependency order, under per-check timeouts and one global deadline.
 
 The runner, not the probes, owns timing and the overall result (blackbox_exporter's shape):
-* a check starts as soon as every check it ``needs`` has finished with data;
+* a check starts as soon as every check it ``needs`` (or ``wants``) has finished; what it needs
+  must have produced data, what it wants may not have;
 * a check whose dependency produced no data is not run: it is reported "blocked by <id>" with the
   blocker's status, so the exit code reflects the real failure, not our skipping;
 * an exception inside a check becomes UNKNOWN with the traceback in its evidence;
@@ -44,7 +45,7 @@ def select(checks: Sequence[Check], only: Optional[Iterable[str]]) -> List[Check
         wanted.update(c.id for c in checks if c.id == sel or c.id.startswith(sel + "."))
     stack = list(wanted)
     while stack:
-        for need in by_id[stack.pop()].needs:
+        for need in by_id[stack.pop()].needs:  # what is only wanted is not pulled in
             if need in by_id and need not in wanted:
                 wanted.add(need)
                 stack.append(need)
@@ -109,7 +110,8 @@ class Runner:
                 progressed = False
                 for cid, check in list(pending.items()):
                     needs = [n for n in check.needs if n in self._by_id]
-                    if any(n not in findings for n in needs):
+                    wants = [w for w in check.wants if w in self._by_id]
+                    if any(n not in findings for n in needs + wants):
                         continue
                     del pending[cid]
                     progressed = True
@@ -117,7 +119,7 @@ class Runner:
                     if blocker is not None:
                         finish(cid, (_blocked(check, blocker),), None)
                         continue
-                    ctx = Context(self.facts, self.settings, {n: data[n] for n in needs},
+                    ctx = Context(self.facts, self.settings, {n: data[n] for n in needs + wants},
                                   self.deadline, check.timeout_s)
                     running[cid] = time.monotonic()
                     threading.Thread(target=_run_one, args=(check, ctx, results), daemon=True,

@@ -50,6 +50,11 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
     Cause("ssm_agent_not_running",
           "The SSM agent process (amazon-ssm-agent) is not running",
           "Start it: sudo systemctl enable --now amazon-ssm-agent"),
+    Cause("ssm_agent_endpoints_failing",
+          "The SSM agent runs but holds no connection to the endpoints, and this instance cannot reach them "
+          "either ({failing} failed): the agent is waiting for the network, not stuck",
+          "Fix the failing {failing} finding(s) first; the agent reconnects by itself (restart it if it has "
+          "not within a few minutes)"),
     Cause("ssm_agent_not_connected",
           "The SSM agent runs but holds no connection to the endpoint ENIs ({expected}); it probably started "
           "before the endpoints existed and keeps retrying the old path",
@@ -122,7 +127,7 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "aws ec2 describe-vpc-endpoints --vpc-endpoint-ids {endpoint_id}"),
     # --- interface endpoints: reachability -----------------------------------------------------
     Cause("tcp_timeout",
-          "TCP 443 to {ip} ({az}) timed out: the endpoint's security group lacks inbound TCP 443 from the "
+          "TCP 443 to {ip} timed out: the endpoint's security group lacks inbound TCP 443 from the "
           "instance, or the instance's security group lacks outbound TCP 443, or a network ACL drops it",
           "Allow inbound TCP 443 from the instance's security group (or the subnet CIDR) on the endpoint's "
           "security group, and outbound TCP 443 on the instance's security group; check the subnet's NACL"),

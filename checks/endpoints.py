@@ -244,7 +244,8 @@ def _probe(ip: str, host: str, tls_ctx: Any, ctx: Context) -> Tuple[TcpResult, O
 def _ip_cause(tcp: TcpResult, tls: Optional[TlsResult], host: str, az: Optional[str], view: Ec2View,
               ep: Optional[EndpointView], facts: Facts) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
     """(cause code, explain params, extra evidence) for one failing IP."""
-    base: Dict[str, Any] = {"ip": tcp.ip, "az": az or "AZ unknown", "host": host}
+    # the AZ goes into the address text when the EC2 view knows it ("10.0.1.21 (us-east-1a)")
+    base: Dict[str, Any] = {"ip": f"{tcp.ip} ({az})" if az else tcp.ip, "host": host}
     if tcp.outcome == "timeout":
         sg = _sg_causes(view, ep, tcp.ip, facts)
         if sg:
@@ -310,8 +311,7 @@ def run_reach(ctx: Context, service: str) -> Outcome:
     codes = [code for _, code, _ in failures]
     code = max(dict.fromkeys(codes), key=codes.count)
     params = dict(next(p for _, c, p in failures if c == code))
-    params.update(ip=_join([ip for ip, c, _ in failures if c == code]),
-                  az=_join(sorted({str(p["az"]) for _, c, p in failures if c == code})))
+    params.update(ip=_join([str(p["ip"]) for _, c, p in failures if c == code]))
     text = (f"The only endpoint address of {service} ({ips[0]}) does not accept TLS for {host} ({code})"
             if len(ips) == 1 else
             f"None of the {len(ips)} endpoint addresses of {service} accepts TLS for {host} ({code})")

@@ -17,6 +17,7 @@ from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Setting
 # /proc/<pid>/comm is cut to 15 characters: "amazon-ssm-agent" shows as "amazon-ssm-agen",
 # "ssm-agent-worker" as "ssm-agent-worke".
 AGENT_NAMES = ("amazon-ssm-agent", "ssm-agent-worker")
+AGENT_ENDPOINTS = ("ssm", "ec2messages", "ssmmessages")  # what the agent connects to (AWS-FACTS.md)
 _COMM_LEN = 15
 HTTPS_PORT = 443
 # Without VPC CIDRs: RFC 1918 and RFC 6598 (not ipaddress.is_private, which counts documentation
@@ -169,8 +170,20 @@ def run_ssm_agent(ctx: Context) -> Outcome:
     summary = f"SSM agent runs (pid {pids}) but holds no TCP 443 connection to an address in the VPC"
     if other_443:
         summary += f" (443 to {', '.join(sorted(set(other_443)))} instead)"
+    # A restart only helps if the endpoints accept connections: when our own probes of them failed,
+    # that failure is the reason, and the agent reconnects by itself once it is fixed.
+    unreachable = [c for c in _agent_reach_checks(ctx.settings) if ctx.ran(c) and ctx.data(c) is None]
+    if unreachable:
+        ev["endpoints_failing"] = unreachable
+        return outcome(Finding("ssm_agent", Status.WARNING, summary, evidence=ev, duration_s=duration,
+                               **explain("ssm_agent_endpoints_failing", failing=", ".join(unreachable))), data=ev)
     return outcome(Finding("ssm_agent", Status.WARNING, summary, evidence=ev, duration_s=duration,
                            **explain("ssm_agent_not_connected", expected=expected)), data=ev)
+
+
+def _agent_reach_checks(settings: Settings) -> Tuple[str, ...]:
+    """The endpoint probes whose outcome explains an unconnected agent (run before it, see wants)."""
+    return tuple(f"reach.{s}" for s in AGENT_ENDPOINTS if s in settings.services)
 
 
 def _agent_not_checked(ctx: Context) -> Outcome:
@@ -181,5 +194,6 @@ def checks(settings: Settings) -> List[Check]:
     return [
         Check("instance.public_ip", run_public_ip, timeout_s=1.0),
         Check("instance.profile", run_profile, timeout_s=1.0),
-        Check("ssm_agent", run_ssm_agent if settings.check_ssm_agent else _agent_not_checked, timeout_s=5.0),
+        Check("ssm_agent", run_ssm_agent if settings.check_ssm_agent else _agent_not_checked, timeout_s=5.0,
+              wants=_agent_reach_checks(settings) if settings.check_ssm_agent else ()),
     ]

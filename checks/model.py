@@ -161,8 +161,13 @@ class Context:
         self._deadline = min(deadline, time.monotonic() + check_timeout_s)
 
     def data(self, check_id: str) -> Any:
-        """The ``Outcome.data`` of a check listed in ``needs`` (never None: the runner blocks first)."""
-        return self._data[check_id]
+        """The ``Outcome.data`` of a check listed in ``needs`` (never None: the runner blocks first)
+        or in ``wants`` (None when it produced none or was not run)."""
+        return self._data.get(check_id)
+
+    def ran(self, check_id: str) -> bool:
+        """Whether a needed or wanted check ran in this run (it may still have produced no data)."""
+        return check_id in self._data
 
     def remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
@@ -174,10 +179,15 @@ class Context:
 
 @dataclass(frozen=True)
 class Check:
+    """``needs``: checks whose data this one cannot do without (no data: "blocked by").
+    ``wants``: checks it runs after and reads when they have data (``ctx.data`` gives None when
+    they produced none) — for a sharper cause, never a reason to skip."""
+
     id: str
     run: Callable[[Context], Outcome]
     needs: Tuple[str, ...] = ()
     timeout_s: float = 8.0
+    wants: Tuple[str, ...] = ()
 
 
 def outcome(*findings: Finding, data: Any = None) -> Outcome:

@@ -32,8 +32,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e '.[test,prometheus]' 2>&1 | grep -v '^WARNING: Location' || true
+# pip's own chatter goes to a log; it is shown only when the install fails.
+log=.venv/setup.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[test,prometheus]'; } >"$log" 2>&1; then
+  grep -v '^WARNING: Location' "$log" | tail -20 >&2
+  echo "setup: pip install failed (full log: $log)" >&2; exit 3
+fi
 .venv/bin/python -c 'import vpce_doctor, moto, dns, trustme' \
   || { echo "setup: the virtualenv .venv is incomplete" >&2; exit 3; }
 echo "setup: ready ($(.venv/bin/python --version), vpce-doctor $(.venv/bin/vpce-doctor --version | cut -d" " -f2))"

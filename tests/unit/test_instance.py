@@ -155,6 +155,19 @@ def test_agent_without_connection_warns():
     assert "TCP 443 to the ssm/ec2messages/ssmmessages ENIs" in f.cause and "restart amazon-ssm-agent" in f.fix
 
 
+def test_agent_without_connection_and_failing_endpoints_blames_the_network():
+    """Our own probe of ssm failed: a restart would not help, the network must be fixed first."""
+    agent = Agent("amazon-ssm-agent")
+    try:
+        out = run_check(check("ssm_agent", Settings()), LOOPBACK_VPC, Settings(),
+                        data={"reach.ssm": None, "reach.ec2messages": {"ok_ips": ["127.0.0.9"]}})
+    finally:
+        agent.stop()
+    f = out.findings[0]
+    assert f.status == Status.WARNING and f.cause_code == "ssm_agent_endpoints_failing"
+    assert "reach.ssm" in f.cause and f.evidence["endpoints_failing"] == ["reach.ssm"]
+
+
 def test_agent_connected_outside_the_vpc_warns(listener_443):
     agent = Agent("amazon-ssm-agent", listener_443, 443)
     try:

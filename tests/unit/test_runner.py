@@ -109,3 +109,17 @@ def test_select_pulls_in_dependencies():
     checks = [Check("resolver", ok("resolver")), Check("dns.ssm", ok("dns.ssm"), needs=("resolver",)),
               Check("egress.google.com", ok("e"))]
     assert [c.id for c in select(checks, ["dns"])] == ["resolver", "dns.ssm"]
+
+
+def test_wanted_check_runs_first_and_its_missing_data_does_not_block():
+    seen = {}
+
+    def agent(ctx):
+        seen["ran"], seen["data"] = ctx.ran("reach.ssm"), ctx.data("reach.ssm")
+        seen["absent"] = ctx.ran("reach.kms")
+        return outcome(Finding("ssm_agent", Status.WARNING, "not connected"))
+
+    failed = lambda ctx: outcome(Finding("reach.ssm", Status.CRITICAL, "timeout", cause_code="tcp_timeout"))
+    found = run([Check("ssm_agent", agent, wants=("reach.ssm", "reach.kms")), Check("reach.ssm", failed)])
+    assert found["ssm_agent"].blocked_by is None and found["ssm_agent"].status == Status.WARNING
+    assert seen == {"ran": True, "data": None, "absent": False}
