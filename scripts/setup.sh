@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine for the lab and the tests: system tools + a virtualenv in .venv.
 # Debian/Ubuntu: installs iproute2, nftables, dnsmasq-base, python3-venv, and for the systemd tests
-# systemd-container and debootstrap, with apt.
+# systemd-container and debootstrap, and for the RPM tests rpm, rpmlint and python3-packaging, with apt.
 # Amazon Linux 2023 / Fedora: installs iproute, nftables, dnsmasq with dnf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,15 +16,19 @@ command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd-analyze)
 command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-nspawn)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v rpmbuild >/dev/null 2>&1 || missing+=(rpmbuild)
+command -v rpmlint >/dev/null 2>&1 || missing+=(rpmlint)
 "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages for: ${missing[*]}"
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq iproute2 nftables dnsmasq-base python3-venv systemd systemd-container debootstrap >/dev/null
+    apt-get install -y -qq iproute2 nftables dnsmasq-base python3-venv systemd systemd-container debootstrap \
+      rpm rpmlint python3-packaging >/dev/null
   elif command -v dnf >/dev/null 2>&1; then
-    dnf install -y -q iproute nftables dnsmasq python3 systemd-container debootstrap >/dev/null
+    dnf install -y -q iproute nftables dnsmasq python3 systemd-container debootstrap \
+      rpm-build rpmlint python3-rpm-macros systemd-rpm-macros >/dev/null
   else
     echo "setup: install iproute2, nftables and dnsmasq with your package manager" >&2; exit 3
   fi
