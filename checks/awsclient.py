@@ -11,6 +11,7 @@ Private DNS / gateway path is what we are proving.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Dict, Optional
 
 from .model import Context
@@ -33,6 +34,20 @@ def endpoint_url(service: str) -> Optional[str]:
     return ENDPOINT_URLS.get(service) or os.environ.get(key) or None
 
 
+_loader_lock = threading.Lock()
+_loader: Any = None
+
+
+def _shared_loader() -> Any:
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            from botocore.loaders import create_loader
+
+            _loader = create_loader()
+        return _loader
+
+
 def make_client(service: str, region: str, ca_bundle: Optional[str], connect_timeout: float,
                 read_timeout: float, *, fips: bool = False) -> Any:
     """A boto3 client for ``region`` with one attempt (no retries), the given timeouts, our CA
@@ -43,6 +58,9 @@ def make_client(service: str, region: str, ca_bundle: Optional[str], connect_tim
     from botocore.config import Config
 
     session = botocore.session.get_session()
+    # Share one data loader: each new session would re-read botocore's service models (the ec2
+    # model alone costs ~0.2 s of CPU), every client, every daemon cycle.
+    session.register_component("data_loader", _shared_loader())
     session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT_S)
     session.set_config_variable("metadata_service_num_attempts", IMDS_ATTEMPTS)
     options: Dict[str, Any] = {

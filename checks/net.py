@@ -7,6 +7,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Dict, Optional
 
 
@@ -66,7 +67,17 @@ def tcp_connect(ip: str, port: int, timeout_s: float) -> "tuple[TcpResult, Optio
 
 
 def tls_context(ca_bundle: Optional[str]) -> ssl.SSLContext:
-    """The system trust store plus an extra bundle (AWS_CA_BUNDLE / ca_bundle), hostname checked."""
+    """The system trust store plus an extra bundle (AWS_CA_BUNDLE / ca_bundle), hostname checked.
+    Cached per bundle file and its mtime: loading the system store costs ~20 ms of CPU."""
+    try:
+        stamp = os.stat(ca_bundle).st_mtime_ns if ca_bundle else None
+    except OSError:
+        stamp = None  # let load_verify_locations report the missing file
+    return _tls_context(ca_bundle, stamp)
+
+
+@lru_cache(maxsize=8)
+def _tls_context(ca_bundle: Optional[str], _stamp: Optional[int]) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if ca_bundle:
         ctx.load_verify_locations(cafile=ca_bundle)

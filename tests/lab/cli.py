@@ -1,4 +1,4 @@
-"""python -m tests.lab {up,exec,verify,down,demo} — the lab's command line (run as root, from the repo root)."""
+"""python -m tests.lab {up,exec,set,verify,down,demo} — the lab's command line (run as root, from the repo root)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
-from . import lab as labmod
+from . import lab as labmod, live
 from .processes import LabError
 from .scenario import ScenarioError, load
 from .verify import compare, run_agent, summary_line
@@ -50,6 +50,11 @@ def cmd_exec(args: argparse.Namespace) -> NoReturn:
         raise LabError("exec needs a command: python -m tests.lab exec -- CMD ...")
     argv = labmod.instance_argv(names, command)
     os.execvpe(argv[0], argv, labmod.instance_env(names))
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    print(live.set_knobs(args.name, args.assignments).summary())
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -121,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     aws_flag(up)
     ex = add("exec", "run a command on the lab's instance", cmd_exec)
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+    st = add("set", "change a running lab without rebuilding it (router, security groups, resolver)", cmd_set)
+    st.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help=f"settable: {live.knob_help()}")
     add("down", "tear the lab down (idempotent)", cmd_down)
     ve = add("verify", "per scenario: up, run the agent, compare with expect, down", cmd_verify)
     ve.add_argument("scenarios", nargs="*", help="scenario files or names (default: all shipped scenarios)")

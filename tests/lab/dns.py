@@ -6,13 +6,17 @@ internet stand-in) and NXDOMAIN for anything else, so no query can ever leave th
 Latency (``resolver_latency_ms``): this kernel may lack netem, so the delay is a small forwarder
 (tests/lab/dns_delay.py) that owns 10.0.0.2 / 169.254.169.253 and holds each query for the given
 time before passing it to dnsmasq on 127.0.0.1 inside the VPC namespace.
+
+At runtime (``python -m tests.lab set``) ``restart`` replaces dnsmasq: it reads host-record and
+address= only at start (SIGHUP re-reads hosts files, not its configuration).
 """
 from __future__ import annotations
 
+import os
 import sys
-from typing import List
+from typing import List, Optional
 
-from .processes import Launcher, dns_ready, wait_until
+from .processes import Launcher, dns_ready, terminate, wait_until
 from .world import RESOLVER_IPS, World
 
 DNSMASQ_LOOPBACK = "127.0.0.1"
@@ -42,13 +46,17 @@ def dnsmasq_config(world: World, listen: List[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def listen_addresses(world: World) -> List[str]:
+    """dnsmasq owns the resolver addresses, or loopback behind the delaying forwarder."""
+    return [DNSMASQ_LOOPBACK] if world.scenario.resolver_latency_ms else list(RESOLVER_IPS)
+
+
 def start(launcher: Launcher, vpc_ns: str, world: World) -> None:
     """Starts the resolver (and the delaying forwarder when asked); returns once it answers."""
     state = launcher.state_dir
     latency = world.scenario.resolver_latency_ms
-    listen = [DNSMASQ_LOOPBACK] if latency else list(RESOLVER_IPS)
     conf = state / "dnsmasq.conf"
-    conf.write_text(dnsmasq_config(world, listen))
+    conf.write_text(dnsmasq_config(world, listen_addresses(world)))
     launcher.start("dnsmasq", vpc_ns, ["dnsmasq", f"--conf-file={conf}"])
     if latency:
         launcher.start("dns-delay", vpc_ns, [sys.executable, "-m", "tests.lab.dns_delay",
@@ -64,3 +72,27 @@ def wait(launcher: Launcher, vpc_ns: str, world: World) -> None:
     if delay_s:
         wait_until("the resolver's delay forwarder", dns_ready(vpc_ns, RESOLVER_IPS[0], timeout=0.5 + delay_s),
                    5.0 + delay_s, lambda: launcher.check_alive("dns-delay"))
+
+
+def restart(launcher: Launcher, vpc_ns: str, world: World, old_pid: Optional[int]) -> bool:
+    """Gives a running lab's resolver the answers ``world`` implies: writes dnsmasq.conf, stops the
+    old dnsmasq (``old_pid``, verified by the caller) and starts a new one, waiting (bounded) until it
+    answers. Queries in the few milliseconds between get no answer (the client retries or times out).
+    The delaying forwarder, if any, stays. Returns False when the configuration is unchanged."""
+    conf = launcher.state_dir / "dnsmasq.conf"
+    text = dnsmasq_config(world, listen_addresses(world))
+    try:
+        unchanged = conf.read_text() == text
+    except OSError:
+        unchanged = False
+    if unchanged and old_pid is not None:
+        return False
+    tmp = conf.with_name(conf.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, conf)
+    if old_pid is not None:
+        terminate([old_pid])  # it must release the addresses before the new one binds them
+    launcher.start("dnsmasq", vpc_ns, ["dnsmasq", f"--conf-file={conf}"])
+    wait_until("dnsmasq", dns_ready(vpc_ns, listen_addresses(world)[0]), 5.0,
+               lambda: launcher.check_alive("dnsmasq"))
+    return True

@@ -82,6 +82,9 @@ class Agent:
                 with self.lock:
                     self.connected[name] = None
                 self.write_status()
+                # The real agent keeps its channels alive with heartbeats; a dropped one is
+                # re-opened at once, so it is never seen "not connected" between two attempts.
+                continue
             time.sleep(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])  # reconnect pacing, not sync
             failures += 1
 

@@ -5,9 +5,15 @@ connection is a silent drop, so the agent sees a timeout — never EPERM (which 
 instance's own namespace would give) and never an RST. The route table is modelled the way a VPC
 behaves too: the instance keeps its default route and the router drops what has no route.
 Traffic to the Amazon resolver and IMDS is exempt from security groups (link-local / resolver).
+
+Statefulness, which matters when ``python -m tests.lab set`` changes the rules of a running lab
+(``replace``): security groups are stateful, so a rule removed later leaves connections that are
+already tracked alone (as AWS documents); unreachable ENIs stand for a NACL, which is stateless, so
+their drop comes before the ``established`` accept and stalls open connections too.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, List
 
@@ -25,8 +31,10 @@ def ruleset(world: World) -> str:
     sc = world.scenario
     rules: List[str] = [
         f'iifname != "{ROUTER_IF}" accept comment "only traffic from the instance crosses the VPC"',
-        "ct state established,related accept",
     ]
+    if world.unreachable_eni_ips:  # a NACL: stateless, so before the established accept
+        rules.append(f"ip daddr {_set(world.unreachable_eni_ips)} drop comment \"ENIs of unreachable AZs\"")
+    rules.append("ct state established,related accept")
     if not sc.enable_dns_support:
         rules.append(f"ip daddr {_set(RESOLVER_IPS)} meta l4proto {{ tcp, udp }} th dport 53 drop "
                      f'comment "enableDnsSupport=false: the resolver does not answer"')
@@ -35,8 +43,6 @@ def ruleset(world: World) -> str:
     if not sc.endpoint_sg_inbound_443 and world.eni_ips:
         rules.append(f"ip daddr {_set(world.eni_ips)} tcp dport 443 drop "
                      f'comment "endpoint SG: no inbound TCP 443"')
-    if world.unreachable_eni_ips:
-        rules.append(f"ip daddr {_set(world.unreachable_eni_ips)} drop comment \"ENIs of unreachable AZs\"")
     # The subnet's route table.
     rules.append(f'ip daddr {_set((VPC_CIDR, LINK_LOCAL))} accept comment "local; IMDS and resolver"')
     if world.s3_routed:
@@ -55,3 +61,24 @@ def apply(vpc_ns: str, world: World, state_dir: Path) -> None:
     path = state_dir / "router.nft"
     path.write_text(ruleset(world))
     run(["ip", "netns", "exec", vpc_ns, "nft", "-f", str(path)])
+
+
+def replace(vpc_ns: str, world: World, state_dir: Path) -> bool:
+    """Swaps the ruleset of a running lab for the one ``world`` implies, in one nft transaction
+    (the old table is deleted and the new one created atomically: no packet ever sees no rules).
+    Returns False when the rules in force are already these."""
+    text = ruleset(world)
+    path = state_dir / "router.nft"
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    swap = state_dir / "router.nft.swap"
+    swap.write_text(f"add table inet {TABLE}\ndelete table inet {TABLE}\n{text}")
+    run(["ip", "netns", "exec", vpc_ns, "nft", "-f", str(swap)])
+    tmp = state_dir / "router.nft.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)  # router.nft keeps showing the rules in force
+    swap.unlink()
+    return True
