@@ -115,5 +115,5 @@ def no_region_redirect(s3_client: Any) -> Any:
     unregistered; instead every call is marked as already redirected (``before-call`` runs after
     the redirector annotated the request context and before the request is sent).
     """
-    s3_client.meta.events.register("before-call.s3", _mark_redirected)
+    s3_client.meta.events.register("before-call.s3", _mark_redirected, unique_id="vpce-doctor-no-redirect")
     return s3_client
