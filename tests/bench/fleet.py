@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import selectors
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,105 +25,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-REPO = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
+from tests.lab.aws.loopback import REGION, REPO, LoopbackLayer, loopback_world
+
 READY_TIMEOUT_S = 120.0   # moto launches the whole fleet before READY
-STOP_TIMEOUT_S = 10.0
 TYPE_NAME = "Custom:VpceDoctor"
 VERDICT_TYPE_NAME = "Custom:VpceDoctorVerdict"
 OTHER_TYPE_NAME = "Custom:VpceDoctorStaging"  # a second publisher, with fewer attributes
 CAPTURED_AT = 1_780_000_000.0  # a fixed CheckedAt: 2026-05-28T...Z
 
-WORLD: Dict[str, Any] = {
-    "name": "fleet", "region": REGION, "partition": "aws", "domain": "amazonaws.com",
-    "vpc_cidr": "10.0.0.0/16", "instance_ip": "10.0.1.10",
-    "subnets": [{"az": "us-east-1a", "cidr": "10.0.1.0/24"}, {"az": "us-east-1b", "cidr": "10.0.2.0/24"}],
-    "instance_subnet_az": "us-east-1a",
-    "interface_endpoints": [
-        {"service": "ssm", "hostname": "ssm.us-east-1.amazonaws.com", "private_dns": True, "state": "available",
-         "enis": [{"az": "us-east-1a", "ip": "10.0.1.101"}, {"az": "us-east-1b", "ip": "10.0.2.101"}]}],
-    "public_service_ips": {"ssm.us-east-1.amazonaws.com": "198.51.100.64"},
-    "s3": {"gateway_endpoint": True, "route": True, "ips": ["198.51.100.10"], "prefix_list_cidrs": ["198.51.100.0/28"],
-           "policy_allows": True},
-    "bucket": {"name": "vpce-lab-bucket", "region": REGION, "key": "hello.txt", "body": "hello\n"},
-    "instance": {"public_ip": None, "profile": {"attached": True, "role": "SSMInstanceRole", "s3_permission": True}},
-    "internet": "none", "listen_ips": [],
-}
-
-
 # --- the lab's AWS layer with a fleet ------------------------------------------------------------------
 
-class FleetLab:
+class FleetLab(LoopbackLayer):
     """One `python -m tests.lab.aws --fleet-size N --listen 127.0.0.1:0` subprocess."""
 
     def __init__(self, tmp: Path, fleet_size: int) -> None:
-        import trustme
-
-        ca = trustme.CA()
-        server = ca.issue_cert("127.0.0.1", "*.us-east-1.amazonaws.com")
-        self.ca = tmp / "ca.pem"
-        cert, key = tmp / "server.pem", tmp / "server.key"
-        ca.cert_pem.write_to_path(str(self.ca))
-        server.private_key_pem.write_to_path(str(key))
-        for index, pem in enumerate(server.cert_chain_pems):
-            pem.write_to_path(str(cert), append=index > 0)
-        (tmp / "world.json").write_text(json.dumps(dict(WORLD, cert=str(cert), key=str(key))))
-        self.state = tmp / "state"
-        python = os.environ.get("VPCE_LAB_PYTHON") or sys.executable
-        self.proc = subprocess.Popen(
-            [python, "-m", "tests.lab.aws", "--world", str(tmp / "world.json"), "--state-dir", str(self.state),
-             "--listen", "127.0.0.1:0", "--fleet-size", str(fleet_size)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.ids: Dict[str, Any] = {}
-        self.url = ""
+        super().__init__(tmp, loopback_world("fleet"), ["--fleet-size", str(fleet_size)])
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Block until the READY line (bounded), then read aws-ids.json."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sel.select(timeout=remaining):
-                    self._fail("no READY in time")
-                line = self.proc.stdout.readline()
-                if not line:
-                    self._fail("exited before READY")
-                if line.strip() == "READY":
-                    break
-        self.ids = json.loads((self.state / "aws-ids.json").read_text())
-        self.url = "https://" + self.ids["front_addresses"][0]
+        super().wait_ready(timeout_s)
 
-    def _fail(self, why: str) -> None:
-        self.stop()
-        stderr = self.proc.stderr.read() if self.proc.stderr else ""
-        raise RuntimeError(f"AWS layer: {why}; stderr:\n{stderr[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-    @property
-    def instance_ids(self) -> List[str]:
-        """Every managed instance: the lab's own and the fleet, sorted."""
-        return sorted([self.ids["instance_id"], *self.ids.get("fleet_instance_ids", [])])
-
-    def client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client("ssm", endpoint_url=self.url, region_name=REGION, verify=str(self.ca),
-                            aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="lab",
-                            config=Config(retries={"max_attempts": 1}, max_pool_connections=16))
+    def client(self) -> Any:  # type: ignore[override]
+        # Static keys: the fleet view runs as an operator, not as the instance.
+        return super().client("ssm", {"AccessKeyId": "AKIAIOSFODNN7EXAMPLE", "SecretAccessKey": "lab"},
+                              max_pool_connections=16)
 
 
 # --- what the fleet reports ----------------------------------------------------------------------------

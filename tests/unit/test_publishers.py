@@ -14,10 +14,7 @@ import http.client
 import json
 import os
 import re
-import selectors
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,9 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from vpce_doctor.checks import awsclient
 from vpce_doctor.checks.model import Facts, Finding, Status
@@ -39,6 +34,7 @@ from vpce_doctor.publishers.http import HttpPublisher
 from vpce_doctor.publishers.inventory_file import InventoryFilePublisher
 from vpce_doctor.render import render_json
 from vpce_doctor.report import Report, verdicts
+from tests.lab.aws.loopback import LoopbackLayer, loopback_world
 
 try:
     from tests.unit.moto_fixture import aws_env
@@ -47,7 +43,6 @@ except ImportError:  # tests/unit on sys.path
 
 __all__ = ["aws_env"]
 
-REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 READY_TIMEOUT_S = 60.0
 UNREGISTERED = "i-0123456789abcdef0"
@@ -56,101 +51,20 @@ TYPE, VERDICT_TYPE = "Custom:VpceDoctor", "Custom:VpceDoctorVerdict"
 FINDING_KEYS = {"CheckId", "Status", "Summary", "Cause", "CauseCode", "Fix", "Evidence", "CheckedAt", "AgentVersion"}
 VERDICT_KEYS = {"Verdict", "Status", "Reason", "CheckedAt", "AgentVersion"}
 
-WORLD: Dict[str, Any] = {
-    "name": "pub", "region": REGION, "partition": "aws", "domain": "amazonaws.com",
-    "vpc_cidr": "10.0.0.0/16", "instance_ip": "10.0.1.10",
-    "subnets": [{"az": "us-east-1a", "cidr": "10.0.1.0/24"}, {"az": "us-east-1b", "cidr": "10.0.2.0/24"}],
-    "instance_subnet_az": "us-east-1a",
-    "interface_endpoints": [
-        {"service": "ssm", "hostname": "ssm.us-east-1.amazonaws.com", "private_dns": True, "state": "available",
-         "enis": [{"az": "us-east-1a", "ip": "10.0.1.101"}, {"az": "us-east-1b", "ip": "10.0.2.101"}]}],
-    "public_service_ips": {"ssm.us-east-1.amazonaws.com": "198.51.100.64"},
-    "s3": {"gateway_endpoint": True, "route": True, "ips": ["198.51.100.10"], "prefix_list_cidrs": ["198.51.100.0/28"],
-           "policy_allows": True},
-    "bucket": {"name": "vpce-lab-bucket", "region": REGION, "key": "hello.txt", "body": "hello\n"},
-    "instance": {"public_ip": None, "profile": {"attached": True, "role": "SSMInstanceRole", "s3_permission": True}},
-    "internet": "none", "listen_ips": [],
-}
-
-
-# --- the lab's AWS layer ----------------------------------------------------------------------------
-
-class Lab:
-    def __init__(self, tmp: Path) -> None:
-        trustme = pytest.importorskip("trustme")
-        pytest.importorskip("moto")
-        ca = trustme.CA()
-        server = ca.issue_cert("127.0.0.1", "*.us-east-1.amazonaws.com")
-        self.ca = tmp / "ca.pem"
-        cert, key = tmp / "server.pem", tmp / "server.key"
-        ca.cert_pem.write_to_path(str(self.ca))
-        server.private_key_pem.write_to_path(str(key))
-        for index, pem in enumerate(server.cert_chain_pems):
-            pem.write_to_path(str(cert), append=index > 0)
-        world = dict(WORLD, cert=str(cert), key=str(key))
-        (tmp / "world.json").write_text(json.dumps(world))
-        self.state = tmp / "state"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.lab.aws", "--world", str(tmp / "world.json"), "--state-dir",
-             str(self.state), "--listen", "127.0.0.1:0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.ids: Dict[str, Any] = {}
-        self.url = ""
-
-    def wait_ready(self) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sel.select(timeout=remaining):
-                    self._fail("no READY in time")
-                line = self.proc.stdout.readline()
-                if not line:
-                    self._fail("exited before READY")
-                if line.strip() == "READY":
-                    break
-        self.ids = json.loads((self.state / "aws-ids.json").read_text())
-        self.url = "https://" + self.ids["front_addresses"][0]
-
-    def _fail(self, why: str) -> None:
-        self.stop()
-        stderr = self.proc.stderr.read() if self.proc.stderr else ""
-        pytest.fail(f"AWS layer: {why}; stderr:\n{stderr[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    @property
-    def instance_id(self) -> str:
-        return self.ids["instance_id"]
-
-    def client(self, service: str) -> Any:
-        c = self.ids["credentials"]
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, verify=str(self.ca),
-                            aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-                            aws_session_token=c["Token"], config=Config(retries={"max_attempts": 1}))
-
-
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    layer = Lab(tmp_path_factory.mktemp("aws-layer"))
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackLayer]:
+    pytest.importorskip("trustme")
+    pytest.importorskip("moto")
+    layer = LoopbackLayer(tmp_path_factory.mktemp("aws-layer"), loopback_world("pub"))
     try:
-        layer.wait_ready()
+        layer.wait_ready(READY_TIMEOUT_S)
         yield layer
     finally:
         layer.stop()
 
 
 @pytest.fixture
-def aws(lab: Lab, aws_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Lab:
+def aws(lab: LoopbackLayer, aws_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> LoopbackLayer:
     """The publishers' clients talk to the lab (ssm and monitoring) with the instance's credentials."""
     creds = lab.ids["credentials"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["AccessKeyId"])
@@ -194,7 +108,7 @@ def expected_entries(report: Report) -> List[Dict[str, str]]:
              "CheckedAt": checked, "AgentVersion": report.version} for f in report.findings]
 
 
-def stored(lab: Lab, type_name: str = TYPE, instance_id: Optional[str] = None) -> Dict[str, Any]:
+def stored(lab: LoopbackLayer, type_name: str = TYPE, instance_id: Optional[str] = None) -> Dict[str, Any]:
     """ListInventoryEntries, every page."""
     ssm = lab.client("ssm")
     kwargs: Dict[str, Any] = {"InstanceId": instance_id or lab.instance_id, "TypeName": type_name}
@@ -239,7 +153,7 @@ def call_log(monkeypatch: pytest.MonkeyPatch) -> CallLog:
 
 # --- SSM inventory through PutInventory --------------------------------------------------------------
 
-def test_put_inventory_reads_back_exactly_the_findings(aws: Lab) -> None:
+def test_put_inventory_reads_back_exactly_the_findings(aws: LoopbackLayer) -> None:
     report = make_report(findings_sample(uuid.uuid4().hex), aws.instance_id)
     result = inventory.InventoryPublisher(settings(), str(aws.ca)).publish(report)
     assert result.ok, result.detail
@@ -265,7 +179,7 @@ def test_put_inventory_reads_back_exactly_the_findings(aws: Lab) -> None:
     assert all(set(e) == VERDICT_KEYS for e in verdict_entries)
 
 
-def test_unchanged_diagnosis_costs_nothing(aws: Lab, call_log: CallLog) -> None:
+def test_unchanged_diagnosis_costs_nothing(aws: LoopbackLayer, call_log: CallLog) -> None:
     tag = uuid.uuid4().hex
     t1 = time.mktime((2031, 1, 5, 10, 0, 0, 0, 0, 0)) - time.timezone
     first = make_report(findings_sample(tag), aws.instance_id, started_at=t1)
@@ -302,7 +216,7 @@ def test_unchanged_diagnosis_costs_nothing(aws: Lab, call_log: CallLog) -> None:
     assert stored(aws)["CaptureTime"] == "2031-01-06T10:00:00Z"
 
 
-def test_long_values_are_cut_safely(aws: Lab) -> None:
+def test_long_values_are_cut_safely(aws: LoopbackLayer) -> None:
     huge_evidence = {"stderr": "x" * 10_000, "answers": [f"10.0.{i}.1" for i in range(2000)], "n": 1}
     findings = [
         Finding("s3.api", Status.CRITICAL, "é" * 5000, cause="🙂" * 3000, fix="a" * 4095 + "€",
@@ -324,7 +238,7 @@ def test_long_values_are_cut_safely(aws: Lab) -> None:
     assert json.loads(stored(aws)["Entries"][1]["Evidence"]) == {"traceback": "? bad bytes"}
 
 
-def test_sixty_findings_are_one_item_in_one_call(aws: Lab, call_log: CallLog) -> None:
+def test_sixty_findings_are_one_item_in_one_call(aws: LoopbackLayer, call_log: CallLog) -> None:
     findings = [Finding(f"reach.svc{i}.10.0.1.{i}", Status.OK if i % 3 else Status.WARNING, f"check {i}",
                         evidence={"ip": f"10.0.1.{i}", "connect_ms": float(i)}) for i in range(60)]
     report = make_report(findings, aws.instance_id)
@@ -352,7 +266,7 @@ def test_findings_beyond_the_item_size_are_shortened_alike() -> None:
     assert all(json.loads(e["Evidence"]) for e in entries)
 
 
-def test_unregistered_instance_is_a_one_line_failure(aws: Lab) -> None:
+def test_unregistered_instance_is_a_one_line_failure(aws: LoopbackLayer) -> None:
     result = inventory.InventoryPublisher(settings(), str(aws.ca)).publish(make_report(findings_sample(), UNREGISTERED))
     assert not result.ok
     assert "InvalidInstanceId" in result.detail and "not registered" in result.detail and "\n" not in result.detail
@@ -439,7 +353,7 @@ def test_a_raising_publisher_reports_instead_of_raising() -> None:
 
 # --- CloudWatch ----------------------------------------------------------------------------------------
 
-def test_cloudwatch_metrics_arrive(aws: Lab) -> None:
+def test_cloudwatch_metrics_arrive(aws: LoopbackLayer) -> None:
     namespace = f"VpceDoctorTest{uuid.uuid4().hex[:8]}"
     report = make_report(findings_sample(), aws.instance_id)
     result = cloudwatch.CloudWatchPublisher(settings(cloudwatch_namespace=namespace), str(aws.ca)).publish(report)
@@ -476,7 +390,7 @@ def test_cloudwatch_metrics_arrive(aws: Lab) -> None:
     assert value("TlsHandshakeTime", instance + [{"Name": "Check", "Value": "reach.ssm.10.0.1.101"}]) == [3.1]
 
 
-def test_cloudwatch_batches_stay_under_the_limits(aws: Lab, call_log: CallLog) -> None:
+def test_cloudwatch_batches_stay_under_the_limits(aws: LoopbackLayer, call_log: CallLog) -> None:
     findings = [Finding(f"reach.x.10.0.{i // 250}.{i % 250}", Status.OK, "ok",
                         evidence={"tcp": "connected", "connect_ms": 1.0, "tls": "ok", "tls_ms": 2.0})
                 for i in range(400)]  # 1,201 data points
