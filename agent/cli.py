@@ -13,10 +13,11 @@ from typing import List, NoReturn, Optional, Sequence
 
 from . import __version__, fleet
 from .checks import build
+from .checks.awsclient import drop_connections
 from .checks.model import Status
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import VpceDoctorError
-from .imds import gather_facts, imds_finding
+from .imds import gather_facts, imds_finding, remember_static_facts
 from .render import render_json, render_nagios, render_table
 from .report import Report, verdicts
 from .runner import Runner, select, unknown_selectors
@@ -120,7 +121,10 @@ def run_check(config: Config, only: Optional[Sequence[str]] = None) -> Report:
                                   f"known ids: imds, {', '.join(c.id for c in checks)}")
         checks = select(checks, only)
         notes.append(f"only these checks ran: {', '.join(['imds'] + [c.id for c in checks])}")
-    findings = [imds] + Runner(checks, facts, config.settings, deadline, imds).run()
+    try:
+        findings = [imds] + Runner(checks, facts, config.settings, deadline, imds).run()
+    finally:
+        drop_connections()  # kept AWS clients: the next run dials afresh
     return Report(tuple(findings), facts, verdicts(findings), started_at, time.monotonic() - start,
                   notes=tuple(notes))
 
@@ -147,12 +151,14 @@ def _check(args: argparse.Namespace) -> int:
 def _daemon(args: argparse.Namespace) -> int:
     from . import logging_setup
     from .daemon import Daemon
+    from .memory import MemoryKeeper
     from .sdnotify import Notifier, watchdog_interval
 
     config = load_config(args.config)
     logging_setup.configure(args.log_format or config.daemon.log_format)
+    remember_static_facts()  # every cycle still proves IMDS answers (token PUT + the changeable facts)
     daemon = Daemon(config, args.config, notifier=Notifier.from_env(), watchdog_interval_s=watchdog_interval(),
-                    log_format_override=args.log_format)
+                    log_format_override=args.log_format, memory=MemoryKeeper())
     code = daemon.run(once=args.once)
     if daemon.abandoned_work:
         # A check or publisher thread is still stuck (in a socket, say): interpreter exit would wait

@@ -39,8 +39,10 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__, logging_setup
+from .checks.awsclient import forget_clients
 from .checks.model import Status
 from .config import Config, load_config
+from .memory import MemoryKeeper
 from .publishers import Publisher, PublishResult, PublishSettings, build_publishers
 from .report import Report
 from .sdnotify import Notifier, one_line
@@ -164,7 +166,7 @@ class Daemon:
                  watchdog_interval_s: Optional[float] = None, check: CheckFn = _run_check,
                  publishers_factory: PublishersFactory = build_publishers, loader: ConfigLoader = load_config,
                  log_format_override: Optional[str] = None, stall_grace_s: float = DEFAULT_STALL_GRACE_S,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None, memory: Optional[MemoryKeeper] = None) -> None:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier if notifier is not None else Notifier(None)
@@ -178,6 +180,7 @@ class Daemon:
         self._log_format_override = log_format_override
         self._stall_grace_s = stall_grace_s
         self._rng = rng or random.Random()
+        self._memory = memory
         self._wakeup = _Wakeup()
         self._stop_requested = False
         self._stop_reason = "stop requested"
@@ -217,6 +220,8 @@ class Daemon:
         watchdog: Optional[threading.Thread] = None
         code = EXIT_UNKNOWN
         try:
+            if self._memory is not None:
+                self._memory.start()
             self._ensure_state_dir()
             self._open_publishers()
             self._log_start(once)
@@ -270,6 +275,8 @@ class Daemon:
                 first = False
             else:
                 self.notifier.send(status)
+            if self._memory is not None:
+                self._memory.after_cycle()
             if self._reload_requested and self._reload():
                 continue  # a good reload: check with the new config at once
             self._wait_until(next_start)
@@ -426,6 +433,7 @@ class Daemon:
             return False
         self.config = new
         self._reload_error = None
+        forget_clients()  # a reload is a fresh start: AWS config files may have changed too
         if self._log_format_override is None and new.daemon.log_format != old.daemon.log_format:
             logging_setup.configure(new.daemon.log_format)
         if new.daemon.state_dir != old.daemon.state_dir:

@@ -7,18 +7,18 @@ The runner, not the probes, owns timing and the overall result (blackbox_exporte
   blocker's status, so the exit code reflects the real failure, not our skipping;
 * an exception inside a check becomes UNKNOWN with the traceback in its evidence;
 * a check that overruns its timeout (or the global deadline) becomes UNKNOWN and is abandoned:
-  checks run in daemon threads, so a stuck socket can never keep the process alive.
+  checks run in daemon threads (``checks.workers``), so a stuck socket can never keep the process alive.
 """
 from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from .checks import workers
 from .checks.causes import explain
 from .checks.model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, worst
 
@@ -90,6 +90,15 @@ class Runner:
         self.deadline = deadline
         self.imds_finding = imds_finding
         self._by_id = {c.id: c for c in self.checks}
+        # Dependencies that exist in this run (``--only`` may leave some out), and the reverse map,
+        # so a finished check only looks at its own dependents.
+        self._needs = {c.id: tuple(n for n in c.needs if n in self._by_id) for c in self.checks}
+        self._deps = {c.id: self._needs[c.id] + tuple(w for w in c.wants if w in self._by_id)
+                      for c in self.checks}
+        self._dependents: Dict[str, List[str]] = {}
+        for check_id, deps in self._deps.items():
+            for dep in deps:
+                self._dependents.setdefault(dep, []).append(check_id)
 
     def run(self) -> List[Finding]:
         results: "queue.Queue[_Done]" = queue.Queue()
@@ -104,26 +113,32 @@ class Runner:
             primary[check_id] = found[0]
             data[check_id] = out_data
 
+        waiting = {c.id: set(self._deps[c.id]) for c in self.checks}  # unfinished dependencies
+        ready = [cid for cid, deps in waiting.items() if not deps]
+
+        def finished(check_id: str) -> None:
+            for dependent in self._dependents.get(check_id, ()):
+                deps = waiting[dependent]
+                deps.discard(check_id)
+                if not deps and dependent in pending:
+                    ready.append(dependent)
+
         def start_ready() -> None:
-            progressed = True
-            while progressed:
-                progressed = False
-                for cid, check in list(pending.items()):
-                    needs = [n for n in check.needs if n in self._by_id]
-                    wants = [w for w in check.wants if w in self._by_id]
-                    if any(n not in findings for n in needs + wants):
-                        continue
-                    del pending[cid]
-                    progressed = True
-                    blocker = next((primary[n] for n in needs if data.get(n) is None), None)
-                    if blocker is not None:
-                        finish(cid, (_blocked(check, blocker),), None)
-                        continue
-                    ctx = Context(self.facts, self.settings, {n: data[n] for n in needs + wants},
-                                  self.deadline, check.timeout_s)
-                    running[cid] = time.monotonic()
-                    threading.Thread(target=_run_one, args=(check, ctx, results), daemon=True,
-                                     name=f"check-{cid}").start()
+            while ready:
+                cid = ready.pop(0)
+                check = pending.pop(cid, None)
+                if check is None:
+                    continue
+                needs = self._needs[cid]
+                blocker = next((primary[n] for n in needs if data.get(n) is None), None)
+                if blocker is not None:
+                    finish(cid, (_blocked(check, blocker),), None)
+                    finished(cid)
+                    continue
+                ctx = Context(self.facts, self.settings, {n: data[n] for n in self._deps[cid]},
+                              self.deadline, check.timeout_s)
+                running[cid] = time.monotonic()
+                workers.run(_run_one, check, ctx, results)
 
         start_ready()
         while running:
@@ -139,8 +154,10 @@ class Runner:
                 if done.missing_fact:
                     finish(done.check_id, (self._missing_fact(done.check_id, done.missing_fact, elapsed),), None)
                 else:
-                    found = tuple(replace(f, duration_s=f.duration_s or elapsed) for f in done.outcome.findings)
+                    found = tuple(f if f.duration_s else replace(f, duration_s=elapsed)
+                                  for f in done.outcome.findings)
                     finish(done.check_id, found, done.outcome.data)
+                finished(done.check_id)
                 log.debug("check %s finished in %.3f s: %s", done.check_id, elapsed,
                           primary[done.check_id].status.name)
             now = time.monotonic()
@@ -153,6 +170,7 @@ class Runner:
                                          duration_s=now - started,
                                          **explain("check_timeout", timeout_s=budget)),), None)
                     log.warning("check %s abandoned after %.2f s", cid, now - started)
+                    finished(cid)
             start_ready()
         for cid in list(pending):  # only reachable when needs form a cycle or name nothing runnable
             finish(cid, (Finding(cid, Status.UNKNOWN, "not run: its dependencies never finished",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .model import Context
 from .net import ca_bundle_from
@@ -82,20 +82,75 @@ def make_client(service: str, region: str, ca_bundle: Optional[str], connect_tim
         endpoint_url=endpoint_url(service))
 
 
+# Environment variables that decide which credentials (or endpoint) botocore picks: part of a
+# cached client's key, so that a changed environment never reuses a client built for the old one.
+_CLIENT_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+               "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE",
+               "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+               "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL")
+
+_cache_lock = threading.Lock()
+_clients: Dict[Tuple[Any, ...], Any] = {}
+
+
+def _has_credentials(made: Any) -> bool:
+    # A client made while no credentials could be found keeps failing with NoCredentialsError
+    # even after an instance profile is attached: never keep one.
+    signer = getattr(made, "_request_signer", None)
+    return getattr(signer, "_credentials", None) is not None
+
+
 def client(ctx: Context, service: str, connect_timeout: Optional[float] = None,
            read_timeout: Optional[float] = None) -> Any:
     """A boto3 client for the instance's region with bounded, retry-free calls.
 
     ``connect_timeout`` defaults to ``settings.connect_timeout_s``, ``read_timeout`` to
     ``settings.api_timeout_s``; both are capped by the check's remaining budget.
+
+    Clients are kept per process (building one costs more CPU than the call it makes, every
+    daemon cycle) when they carry credentials and got their full timeouts; the key holds
+    everything that shapes a client, including the instance profile ARN, so attaching, detaching
+    or replacing the profile builds a new one. Kept clients hold no connection across runs:
+    ``drop_connections()`` (the runtime calls it after every run) closes their pools, so each
+    run dials, resolves and handshakes afresh — a kept-alive connection would hide a path that
+    broke since (security groups keep tracked connections open; DNS is not asked again).
     """
     region = ctx.facts.require("region")
     settings = ctx.settings
-    return make_client(
-        service, region, settings.ca_bundle,
-        connect_timeout=ctx.budget(connect_timeout if connect_timeout is not None else settings.connect_timeout_s),
-        read_timeout=ctx.budget(read_timeout if read_timeout is not None else settings.api_timeout_s),
-        fips=settings.fips)
+    wanted_connect = connect_timeout if connect_timeout is not None else settings.connect_timeout_s
+    wanted_read = read_timeout if read_timeout is not None else settings.api_timeout_s
+    connect, read = ctx.budget(wanted_connect), ctx.budget(wanted_read)
+    if (connect, read) != (wanted_connect, wanted_read):  # a budget-cut client is used once
+        return make_client(service, region, settings.ca_bundle, connect, read, fips=settings.fips)
+    key = (service, region, settings.ca_bundle, connect, read, settings.fips, endpoint_url(service),
+           ctx.facts.instance_profile_arn, tuple(os.environ.get(name) for name in _CLIENT_ENV))
+    with _cache_lock:
+        kept = _clients.get(key)
+    if kept is not None:
+        return kept
+    made = make_client(service, region, settings.ca_bundle, connect, read, fips=settings.fips)
+    if _has_credentials(made):
+        with _cache_lock:
+            made = _clients.setdefault(key, made)
+    return made
+
+
+def drop_connections() -> None:
+    """Close every kept client's idle connections (in-flight ones close when they finish)."""
+    with _cache_lock:
+        kept = list(_clients.values())
+    for made in kept:
+        try:
+            made._endpoint.http_session.close()
+        except Exception:  # noqa: BLE001 - a private botocore attribute: never fail a run over it
+            pass
+
+
+def forget_clients() -> None:
+    """Drop every kept client (tests that switch endpoints or credentials; a config reload)."""
+    drop_connections()
+    with _cache_lock:
+        _clients.clear()
 
 
 def _mark_redirected(context: Dict[str, Any], **_: Any) -> None:

@@ -12,10 +12,11 @@ A call that is denied is recorded in ``errors``; the rest of the view still coun
 """
 from __future__ import annotations
 
-import threading
 import time
+from concurrent import futures
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from . import workers
 from .ec2view import Ec2View, EndpointView, Route, SecurityGroupRule
 from .hostnames import partition_name
 from .model import Check, Context, Finding, Outcome, Settings, Status, outcome
@@ -364,11 +365,10 @@ def run(ctx: Context) -> Outcome:
         except BaseException as exc:  # noqa: BLE001 - handed to the check's thread below
             box["error"] = exc
 
-    worker = threading.Thread(target=work, daemon=True, name="ec2.api")
-    worker.start()
+    job = workers.run(work)
     wait = max(0.1, ctx.remaining() - _REPORT_RESERVE_S)
-    worker.join(wait)
-    if worker.is_alive():
+    futures.wait([job], timeout=wait)
+    if not job.done():
         return _unavailable(f"no complete answer within {wait:.1f} s (name resolution or the API hangs)",
                             start, vpc_id=vpc_id, endpoint_url=box.get("endpoint_url"))
     if "error" in box:  # client creation failed (NoRegionError, credentials…); our bugs re-raise

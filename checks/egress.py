@@ -10,11 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import threading
 import time
+from concurrent import futures
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import workers
 from .causes import explain
 from .dnsquery import query_a
 from .model import Check, Context, Finding, Outcome, Settings, Status, Target, outcome
@@ -43,12 +44,7 @@ def _connect_all(ips: Sequence[str], port: int, timeout_s: float) -> List[TcpRes
             sock.close()
         results[ip] = res
 
-    threads = [threading.Thread(target=attempt, args=(ip,), daemon=True, name=f"egress-{ip}") for ip in ips]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout_s + 1.0
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
+    futures.wait([workers.run(attempt, ip) for ip in ips], timeout=timeout_s + 1.0)
     return [results.get(ip) or TcpResult(ip, port, "timeout", timeout_s, "no result in time") for ip in ips]
 
 

@@ -11,10 +11,10 @@ AWS facts relied on (AWS-FACTS "DNS" / "Endpoints SSM needs"):
 from __future__ import annotations
 
 import ipaddress
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import workers
 from .causes import explain
 from .dnsquery import query_a
 from .ec2view import Ec2View, EndpointView, SecurityGroupRule
@@ -24,7 +24,6 @@ from .net import TcpResult, TlsResult, ca_bundle_from, tcp_connect, tls_context,
 from .resolver import address_kind
 
 PORT = 443  # every interface endpoint serves HTTPS on 443
-MAX_PARALLEL = 16  # one ENI per AZ: a handful per service
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -268,8 +267,7 @@ def run_reach(ctx: Context, service: str) -> Outcome:
     azs = dict(ep.eni_azs) if ep else {}
     tls_ctx = tls_context(ca_bundle_from(ctx.settings.ca_bundle))
     # Every ENI at once: one per AZ, and a blocked one costs a whole connect timeout.
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(ips)))) as pool:
-        results = list(pool.map(lambda ip: _probe(ip, host, tls_ctx, ctx), ips))
+    results = workers.map_all(lambda ip: _probe(ip, host, tls_ctx, ctx), ips)
 
     ok_ips = [tcp.ip for tcp, tls in results if tls is not None and tls.ok]
     all_bad = not ok_ips

@@ -1,7 +1,7 @@
 """The instance itself: ``instance.public_ip``, ``instance.profile``, ``ssm_agent``.
 
 From IMDS facts (``public-ipv4`` is 404 when the instance has none; ``iam/info`` is 404 when no
-instance profile is attached) and from the process table (psutil). None of these touches the
+instance profile is attached) and from the process table (``procnet``). None of these touches the
 network, so they are fast and independent of the DNS checks.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import procnet
 from .causes import explain
 from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
 
@@ -18,7 +19,6 @@ from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Setting
 # "ssm-agent-worker" as "ssm-agent-worke".
 AGENT_NAMES = ("amazon-ssm-agent", "ssm-agent-worker")
 AGENT_ENDPOINTS = ("ssm", "ec2messages", "ssmmessages")  # what the agent connects to (AWS-FACTS.md)
-_COMM_LEN = 15
 HTTPS_PORT = 443
 # Without VPC CIDRs: RFC 1918 and RFC 6598 (not ipaddress.is_private, which counts documentation
 # ranges such as 198.51.100.0/24 as private).
@@ -66,45 +66,22 @@ def is_agent(name: str, cmdline: Sequence[str]) -> bool:
     Arguments are not looked at: `systemctl status amazon-ssm-agent` is not the agent."""
     argv0 = os.path.basename(cmdline[0]) if cmdline else ""
     for agent in AGENT_NAMES:
-        if name == agent or name == agent[:_COMM_LEN] or argv0 == agent:
+        if name == agent or name == agent[:procnet.COMM_LEN] or argv0 == agent:
             return True
     return False
 
 
-def _net_namespace(pid: "int | str") -> Optional[str]:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:  # gone, or not ours to read
-        return None
-
-
-def find_agents() -> List[Any]:
+def find_agents() -> List[procnet.Proc]:
     """Agent processes that share our network namespace: an agent in another namespace (a
     container, another instance's stand-in) holds its connections there, not on this host's path."""
-    import psutil
-
-    own_ns = _net_namespace("self")
+    own_ns = procnet.net_namespace("self")
     found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        info = proc.info
-        if is_agent(info.get("name") or "", info.get("cmdline") or ()):
-            ns = _net_namespace(proc.pid)
+    for proc in procnet.processes():
+        if is_agent(proc.name, proc.argv):
+            ns = procnet.net_namespace(proc.pid)
             if own_ns is None or ns is None or ns == own_ns:
                 found.append(proc)
     return found
-
-
-def _connections(proc: Any) -> Tuple[List[Any], bool]:
-    """(TCP connections of ``proc``, visible?). psutil >= 6 names it net_connections."""
-    import psutil
-
-    method = getattr(proc, "net_connections", None) or proc.connections
-    try:
-        return list(method(kind="tcp")), True
-    except psutil.AccessDenied:
-        return [], False
-    except psutil.NoSuchProcess:
-        return [], True
 
 
 def _vpc_networks(facts: Facts) -> Tuple[Tuple[Any, ...], bool]:
@@ -125,8 +102,6 @@ def _inside(ip: str, networks: Sequence[Any]) -> bool:
 
 
 def run_ssm_agent(ctx: Context) -> Outcome:
-    import psutil
-
     start = time.monotonic()
     agents = find_agents()
     expected = f"TCP 443 to the {'/'.join(ctx.settings.services)} ENIs"
@@ -139,25 +114,27 @@ def run_ssm_agent(ctx: Context) -> Outcome:
     private: List[str] = []
     other_443: List[str] = []
     hidden = []
+    connections = procnet.Connections()
     for proc in agents:
         try:
-            name = proc.name()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            name = "?"
-        conns, visible = _connections(proc)
-        if not visible:
+            conns, visible = connections.remotes(proc.pid), True
+        except PermissionError:
+            conns, visible = [], False
             hidden.append(proc.pid)
+        except ProcessLookupError:  # exited since the scan
+            conns, visible = [], True
         remotes = []
-        for c in conns:
-            if not c.raddr or c.raddr[1] != HTTPS_PORT or c.status != psutil.CONN_ESTABLISHED:
+        for ip, port in conns:
+            if port != HTTPS_PORT:
                 continue
-            remote = f"{c.raddr[0]}:{c.raddr[1]}"
+            remote = f"{ip}:{port}"
             remotes.append(remote)
-            (private if _inside(c.raddr[0], nets) else other_443).append(remote)
-        processes.append({"pid": proc.pid, "name": name, "connections_443": remotes, "visible": visible})
+            (private if _inside(ip, nets) else other_443).append(remote)
+        processes.append({"pid": proc.pid, "name": proc.name, "connections_443": remotes, "visible": visible})
     ev = {"processes": processes, "pids": [p["pid"] for p in processes], "endpoint_connections": private,
           "other_443_connections": other_443,
-          "networks": [str(n) for n in nets], "networks_from": "vpc_cidrs" if from_facts else "private ranges"}
+          "networks": [str(n) for n in nets], "networks_from": "vpc_cidrs" if from_facts else "private ranges",
+          "connections_from": connections.source}
     pids = ", ".join(str(p["pid"]) for p in processes)
     duration = time.monotonic() - start
     if private:

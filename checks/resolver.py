@@ -11,9 +11,9 @@ with the Amazon resolver's answers for every service hostname and S3's regional 
 from __future__ import annotations
 
 import ipaddress
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import workers
 from .causes import explain
 from .dnsquery import DnsAnswer, query_a
 from .hostnames import service_hostname
@@ -205,8 +205,7 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
 
     timeout = ctx.budget(settings.dns_timeout_s)
     jobs = [(h, amazon_server) for h in hostnames] + [(h, ns) for h in hostnames for ns in asked]
-    with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
-        answers = dict(zip(jobs, pool.map(lambda job: query_a(job[0], job[1], timeout), jobs)))
+    answers = dict(zip(jobs, workers.map_all(lambda job: query_a(job[0], job[1], timeout), jobs)))
 
     per_host: Dict[str, Dict[str, Any]] = {}
     diffs: List[Dict[str, Any]] = []

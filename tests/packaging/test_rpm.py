@@ -32,7 +32,7 @@ BUILD_TIMEOUT_S = 600.0
 LAB_TIMEOUT_S = 600.0
 LAB_NAME = "pkgrpm"
 DISTRIBUTION_REQUIRES = {  # name -> lower bound: AL2023's own packages, nothing from PyPI
-    "python3-dns": "2.1.0", "python3-pyyaml": "5.4.1", "python3-requests": "2.25.1",
+    "python3-dns": "2.1.0", "python3-pyyaml": "5.4.1",
     "python3-psutil": "5.8.0", "python3-boto3": "1.28.21", "python3-botocore": "1.31.21"}
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Iterator
 
@@ -16,7 +17,7 @@ import pytest
 
 from vpce_doctor.checks.model import Status
 from vpce_doctor.config import ImdsSettings
-from vpce_doctor.imds import NEEDED, gather_facts, imds_finding
+from vpce_doctor.imds import NEEDED, gather_facts, imds_finding, remember_static_facts
 
 try:
     from .imds_server import DEFAULT_DATA, MAC, ImdsServer, closed_port
@@ -181,6 +182,57 @@ def test_connection_refused_is_unreachable() -> None:
     assert "refused" in (finding.cause or "").lower()
 
 
+class _NotHttp:
+    """A TCP listener on loopback that answers every connection with bytes that are not HTTP
+    (another service squatting on the address, a broken middlebox)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.answer, self.connections, self._stop = answer, 0, threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                self.connections += 1
+                conn.settimeout(1.0)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(self.answer)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("answer", [b"SSH-2.0-OpenSSH_9.2\r\n", b"\x00\xff garbage \x01\x02\r\n\r\n"])
+def test_an_answer_that_is_not_http_is_a_bad_answer(answer: bytes) -> None:
+    squatter = _NotHttp(answer)
+    try:
+        start = time.monotonic()
+        facts = gather_facts(ImdsSettings(endpoint=squatter.endpoint, **FAST), {})
+        elapsed = time.monotonic() - start
+    finally:
+        squatter.close()
+    assert facts.imds_state == "error" and facts.imds_cause_code == "imds_bad_answer", facts.imds_error
+    assert "PUT /latest/api/token: the answer is not HTTP" in facts.imds_error
+    assert squatter.connections == 1  # not retried: the same squatter would answer the same
+    assert elapsed < 1.0
+    assert imds_finding(facts, elapsed).cause_code == "imds_bad_answer"
+
+
 def test_proxy_environment_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     # IMDS is link-local: HTTP_PROXY must never capture it (the proxy here does not exist)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
@@ -305,3 +357,60 @@ def test_blackholed_imds_returns_within_3_seconds(blackhole_netns: str) -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["state"] == "timeout" and result["cause"] == "imds_hop_limit", result
     assert result["elapsed"] < 3.0
+
+
+# --- the daemon remembers what cannot change ------------------------------------------------------------
+@pytest.fixture
+def remembering() -> Iterator[None]:
+    remember_static_facts(True)
+    try:
+        yield
+    finally:
+        remember_static_facts(False)
+
+
+def test_static_facts_are_asked_once_the_rest_every_time(remembering: None) -> None:
+    with ImdsServer("ok") as srv:
+        first, _ = _gather(srv)
+        asked_first = {s.path for s in srv.gets()}
+        before = len(srv.gets())
+        second, _ = _gather(srv)
+        asked_second = [s.path for s in srv.gets()[before:]]
+        puts = len(srv.puts())
+    assert first == second and second.imds_state == "ok"
+    assert puts == 2  # the token PUT, which proves IMDS answers, every time
+    assert len(asked_second) < len(asked_first)
+    again = {p.rsplit("/meta-data/", 1)[-1] for p in asked_second}
+    mac_paths = {p.replace(MAC, "{mac}") for p in again}
+    assert mac_paths == {"public-ipv4", "iam/info", "network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks",
+                         "network/interfaces/macs/{mac}/security-group-ids"}, again
+
+
+def test_changeable_facts_follow_imds(remembering: None) -> None:
+    with ImdsServer("ok") as srv:
+        first, _ = _gather(srv)
+        srv.data["public-ipv4"] = "203.0.113.25"  # an Elastic IP gets associated
+        srv.data.pop("iam/info")  # the instance profile gets detached
+        srv.data[f"network/interfaces/macs/{MAC}/vpc-ipv4-cidr-blocks"] = "10.0.0.0/16\n100.64.0.0/16"
+        second, _ = _gather(srv)
+    assert first.public_ipv4 is None and second.public_ipv4 == "203.0.113.25"
+    assert first.instance_profile_arn and second.instance_profile_arn is None
+    assert second.vpc_cidrs == ("10.0.0.0/16", "100.64.0.0/16")
+    assert (second.region, second.vpc_id, second.subnet_cidr) == (first.region, first.vpc_id, first.subnet_cidr)
+
+
+def test_a_failing_imds_is_reported_even_with_remembered_facts(remembering: None) -> None:
+    with ImdsServer("ok") as srv:
+        _gather(srv)
+        endpoint = srv.endpoint
+    # The same endpoint, now refusing connections: the token PUT fails, nothing is filled in.
+    facts = gather_facts(ImdsSettings(endpoint=endpoint, **FAST), {})
+    assert facts.imds_state == "unreachable" and facts.region is None and facts.vpc_id is None
+
+
+def test_remembering_is_off_by_default() -> None:
+    with ImdsServer("ok") as srv:
+        _gather(srv)
+        n = len(srv.gets())
+        _gather(srv)
+        assert len(srv.gets()) == 2 * n

@@ -1,0 +1,103 @@
+"""Kept boto3 clients: reused across runs only when that cannot change what a run proves.
+
+Real parts: a service-shaped HTTP listener on loopback that counts the TCP connections it accepts,
+and the real s3.api check through botocore.
+"""
+from __future__ import annotations
+
+import time
+
+from vpce_doctor.checks import awsclient
+from vpce_doctor.checks.model import Context, Facts, Settings, Status
+
+from tests.unit.moto_fixture import FakeAws, aws_env, run_check, use_endpoints
+from tests.unit.test_s3 import FACTS, call_data, checks
+
+__all__ = ["aws_env"]
+
+LIST_BUCKETS = (b'<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult><Owner><ID>vdt</ID></Owner>'
+                b"<Buckets><Bucket><Name>vdt-lab-bucket</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate>"
+                b"</Bucket></Buckets></ListAllMyBucketsResult>")
+
+
+class CountingAws(FakeAws):
+    """FakeAws that also counts accepted TCP connections."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda method, path, headers, body: (200, {"Content-Type": "application/xml"}, LIST_BUCKETS))
+        self.connections = 0
+        server, fake = self.server, self
+        original = server.process_request
+
+        def counted(request, client_address):  # type: ignore[no-untyped-def]
+            fake.connections += 1
+            return original(request, client_address)
+
+        server.process_request = counted  # type: ignore[method-assign]
+
+
+def ctx(facts: Facts = FACTS, settings: Settings = Settings(), deadline_s: float = 30.0) -> Context:
+    return Context(facts, settings, {}, deadline=time.monotonic() + deadline_s, check_timeout_s=deadline_s)
+
+
+def test_client_with_credentials_is_kept_and_each_run_dials_afresh(aws_env, monkeypatch):
+    fake = CountingAws()
+    try:
+        use_endpoints(monkeypatch, s3=fake.url)
+        assert awsclient.client(ctx(), "s3") is awsclient.client(ctx(), "s3")
+        for run in (1, 2, 3):
+            f = run_check(checks()["s3.api"], FACTS, Settings(), call_data()).findings[0]
+            assert f.status == Status.OK and f.evidence["bucket_count"] == 1, f.summary
+            awsclient.drop_connections()  # what run_check in the runtime does after every run
+            assert fake.connections == run  # no kept-alive connection hides a broken path
+    finally:
+        fake.close()
+
+
+def test_without_drop_the_connection_is_reused(aws_env, monkeypatch):
+    # The counter-check of the test above: the pool really would keep the connection.
+    fake = CountingAws()
+    try:
+        use_endpoints(monkeypatch, s3=fake.url)
+        for _ in range(2):
+            assert run_check(checks()["s3.api"], FACTS, Settings(), call_data()).findings[0].status == Status.OK
+        assert fake.connections == 1
+    finally:
+        fake.close()
+
+
+def test_client_without_credentials_is_not_kept(aws_env, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    use_endpoints(monkeypatch, s3="http://127.0.0.1:9")
+    first = awsclient.client(ctx(), "s3")
+    assert awsclient.client(ctx(), "s3") is not first
+    # Credentials appear (an instance profile gets attached): the next client has them.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAVDTTESTKEY000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "vdt-test-secret")
+    later = awsclient.client(ctx(), "s3")
+    assert later._request_signer._credentials is not None
+    assert awsclient.client(ctx(), "s3") is later
+
+
+def test_a_changed_profile_region_or_setting_builds_a_new_client(aws_env, monkeypatch):
+    use_endpoints(monkeypatch, s3="http://127.0.0.1:9")
+    base = awsclient.client(ctx(), "s3")
+    other_profile = Facts(**{**FACTS.__dict__, "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/b"})
+    assert awsclient.client(ctx(facts=other_profile), "s3") is not base
+    other_region = Facts(**{**FACTS.__dict__, "region": "eu-west-1"})
+    assert awsclient.client(ctx(facts=other_region), "s3").meta.region_name == "eu-west-1"
+    assert awsclient.client(ctx(settings=Settings(api_timeout_s=1.5)), "s3") is not base
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAVDTTESTKEY000002")
+    assert awsclient.client(ctx(), "s3") is not base
+    awsclient.forget_clients()
+    assert awsclient.client(ctx(), "s3") is not base
+
+
+def test_a_budget_cut_client_is_used_once(aws_env, monkeypatch):
+    use_endpoints(monkeypatch, s3="http://127.0.0.1:9")
+    short = ctx(deadline_s=0.5)  # less left than the 3 s API timeout
+    one = awsclient.client(short, "s3")
+    assert one.meta.config.read_timeout <= 0.5
+    assert awsclient.client(short, "s3") is not one
+    assert awsclient.client(ctx(), "s3").meta.config.read_timeout == Settings().api_timeout_s
