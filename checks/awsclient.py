@@ -38,7 +38,8 @@ _loader_lock = threading.Lock()
 _loader: Any = None
 
 
-def _shared_loader() -> Any:
+def shared_loader() -> Any:
+    """botocore's data loader, one per process: it caches every model and data file it reads."""
     global _loader
     with _loader_lock:
         if _loader is None:
@@ -60,7 +61,7 @@ def make_client(service: str, region: str, ca_bundle: Optional[str], connect_tim
     session = botocore.session.get_session()
     # Share one data loader: each new session would re-read botocore's service models (the ec2
     # model alone costs ~0.2 s of CPU), every client, every daemon cycle.
-    session.register_component("data_loader", _shared_loader())
+    session.register_component("data_loader", shared_loader())
     session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT_S)
     session.set_config_variable("metadata_service_num_attempts", IMDS_ATTEMPTS)
     options: Dict[str, Any] = {

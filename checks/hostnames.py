@@ -10,9 +10,9 @@ _DEFAULT_TEMPLATE = "{service}.{region}.{dnsSuffix}"
 
 @lru_cache(maxsize=1)
 def _endpoint_data() -> Dict[str, Any]:
-    from botocore.loaders import create_loader
+    from .awsclient import shared_loader  # the clients' loader: endpoints.json is read (and held) once
 
-    return create_loader().load_data("endpoints")
+    return shared_loader().load_data("endpoints")
 
 
 def _partition_for(region: str) -> Optional[Dict[str, Any]]:
@@ -34,6 +34,7 @@ def partition_name(region: str) -> str:
     return p["partition"] if p else "aws"
 
 
+@lru_cache(maxsize=256)  # a pure function of its arguments and botocore's data: asked every cycle
 def service_hostname(service: str, region: str, fips: bool = False) -> str:
     """``ssm.us-east-1.amazonaws.com``; ``ssm.cn-north-1.amazonaws.com.cn``; FIPS variants when asked.
 

@@ -204,7 +204,11 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
     asked = [ns for ns in nameservers if ns != amazon_server]
 
     timeout = ctx.budget(settings.dns_timeout_s)
-    jobs = [(h, amazon_server) for h in hostnames] + [(h, ns) for h in hostnames for ns in asked]
+    # The Amazon resolver's answer is only asked for where something else answers the same name
+    # (another nameserver, an /etc/hosts line): with resolv.conf naming the Amazon resolver alone,
+    # the usual case, there is nothing to compare, and dns.<service> asks it anyway.
+    compared = [h for h in hostnames if asked or h in hosts_file]
+    jobs = [(h, amazon_server) for h in compared] + [(h, ns) for h in hostnames for ns in asked]
     answers = dict(zip(jobs, workers.map_all(lambda job: query_a(job[0], job[1], timeout), jobs)))
 
     per_host: Dict[str, Dict[str, Any]] = {}
@@ -215,9 +219,15 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
         if all(a.outcome in ("timeout", "unreachable") for a in outs):
             silent[ns] = outs[0].error or outs[0].outcome
     for host in hostnames:
-        amazon = answers[(host, amazon_server)]
-        row: Dict[str, Any] = {"amazon": list(amazon.addresses) or amazon.outcome}
+        row: Dict[str, Any] = {}
         per_host[host] = row
+        if (host, amazon_server) not in answers:
+            row["amazon"] = "not asked: nothing else answers this name here (no other nameserver, no hosts line)"
+            for ns in nameservers:
+                row[f"nameserver {ns}"] = "the Amazon resolver itself"
+            continue
+        amazon = answers[(host, amazon_server)]
+        row["amazon"] = list(amazon.addresses) or amazon.outcome
         sources: List[Tuple[str, List[str], bool, Optional[DnsAnswer]]] = []
         if host in hosts_file:
             sources.append((hosts_path, hosts_file[host], True, None))
