@@ -45,11 +45,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb_and_threads(pid: int) -> Tuple[float, int]:
+    rss, threads = float("nan"), 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            rss = int(line.split()[1]) / 1024
+        elif line.startswith("Threads:"):
+            threads = int(line.split()[1])
+    return rss, threads
 
 
 class Sample:
@@ -57,7 +60,7 @@ class Sample:
         self.cycle = cycle
         self.wall = time.monotonic()
         self.cpu = cpu_s(pid)
-        self.rss = rss_mb(pid)
+        self.rss, self.threads = rss_mb_and_threads(pid)
 
 
 class Soak:
@@ -88,6 +91,7 @@ class Soak:
         self.problems: List[str] = []  # warnings and errors other than per-publisher failures
         self.rss_every = rss_every
         self.rss_by_cycle: Dict[int, float] = {}  # leak or plateau? RSS every rss_every cycles
+        self.threads_by_cycle: Dict[int, int] = {}  # the daemon's threads at the same moments
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -110,6 +114,7 @@ class Soak:
                     self.last = sample
                     if sample.cycle == 1 or sample.cycle % self.rss_every == 0:
                         self.rss_by_cycle[sample.cycle] = round(sample.rss, 1)
+                        self.threads_by_cycle[sample.cycle] = sample.threads
                     self.statuses[event.get("status", "?")] = self.statuses.get(event.get("status", "?"), 0) + 1
                     for name, ok in (event.get("published") or {}).items():
                         if not ok:
@@ -201,7 +206,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             emit("wall_s_per_cycle", round((last.wall - first.wall) / n, 4), **common)
             emit("rss_mb_first", round(first.rss, 2), **common)
             emit("rss_mb_last", round(last.rss, 2), **common)
-            emit("rss_growth_mb", round(last.rss - first.rss, 2), rss_mb_by_cycle=soak.rss_by_cycle, **common)
+            emit("rss_growth_mb", round(last.rss - first.rss, 2), rss_mb_by_cycle=soak.rss_by_cycle,
+                 threads_by_cycle=soak.threads_by_cycle, **common)
             # The first sample is taken as cycle 1 is logged, before the daemon hands that cycle's
             # garbage back (memory.MemoryKeeper), so the growth above can be negative; this one
             # starts at the next sample, to show whether memory still creeps once settled.
