@@ -78,9 +78,47 @@ def make_client(service: str, region: str, ca_bundle: Optional[str], connect_tim
         # where botocore's legacy default is the global s3.amazonaws.com.
         options["s3"] = {"us_east_1_regional_endpoint": "regional"}
     verify: Any = ca_bundle_from(ca_bundle) or True
-    return boto3.session.Session(botocore_session=session).client(
+    made = boto3.session.Session(botocore_session=session).client(
         service, region_name=region, config=Config(**options), verify=verify,
         endpoint_url=endpoint_url(service))
+    _load_ca_bundle_once(made)
+    return made
+
+
+def _load_ca_bundle_once(made: Any) -> None:
+    """Parse the client's CA bundle once, not on every new connection.
+
+    botocore hands urllib3 the bundle's path for each connection, and urllib3 loads the whole file
+    into the client's (shared) SSL context again every time: ~17 ms of CPU for a system or certifi
+    bundle, more than the API call itself — and every run dials afresh (``drop_connections``).
+    So the bundle goes into that context once, and the pool stops passing the path on. Only a
+    pool that uses this very context is changed (a proxy's pool has its own context and keeps
+    botocore's way); on a botocore whose internals differ, nothing is changed at all. Verification
+    itself is untouched: the pool still requires a certificate, checked against the same store.
+    A bundle edited on disk is read again when the client is rebuilt (e.g. on a config reload).
+    """
+    try:
+        http = made._endpoint.http_session
+        context = http._manager.connection_pool_kw["ssl_context"]
+        verify = http._verify
+        original = http._setup_ssl_cert
+        from botocore.httpsession import get_cert_path
+    except (AttributeError, KeyError, ImportError, TypeError):
+        return
+    if not verify or context is None:
+        return
+    path = get_cert_path(verify)
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError: botocore reports it on use, as before
+        return
+
+    def setup_ssl_cert(conn: Any, url: str, verify_now: Any) -> None:
+        original(conn, url, verify_now)
+        if getattr(conn, "ca_certs", None) == path and getattr(conn, "conn_kw", {}).get("ssl_context") is context:
+            conn.ca_certs = None
+
+    http._setup_ssl_cert = setup_ssl_cert
 
 
 # Environment variables that decide which credentials (or endpoint) botocore picks: part of a

@@ -3,6 +3,7 @@
     sudo .venv/bin/python -m tests.bench.soak [--cycles 1000] [--max-wall-s 1800]
                                               [--scenario ec2-endpoint-identity] [--publishers last_report,inventory_file]
                                               [--agent .venv39/bin/vpce-doctor] [--env MALLOC_ARENA_MAX=2]
+                                              [--lab-ca-only]
 
 The daemon runs inside the instance namespace (as on an instance) with ``interval_s: 0``, no jitter
 and a tiny egress timeout, so cycles run back to back. Cycles are counted from its JSON log (one
@@ -10,7 +11,9 @@ and a tiny egress timeout, so cycles run back to back. Cycles are counted from i
 daemon process's utime+stime from /proc/<pid>/stat (all its threads), RSS is VmRSS from
 /proc/<pid>/status, sampled when the log reports the first and the last cycle. Per-cycle figures
 are over cycles 2..N, so interpreter start-up and imports are not spread over the cycles (the
-whole-run figure is printed too). One JSON line per figure, the targets from issue 4 alongside;
+whole-run figure is printed too). botocore trusts a full trust store plus the lab CA, as an
+instance parses its whole system or certifi bundle (``--lab-ca-only``: the lab's one certificate,
+which hides that cost). One JSON line per figure, the targets from issue 4 alongside;
 nothing is asserted. It stops itself at --cycles or --max-wall-s, whichever comes first, and always
 tears the lab down. Network: the lab's namespaces and a temp dir only.
 """
@@ -156,6 +159,17 @@ def emit(figure: str, value: Any, **extra: Any) -> None:
     print(json.dumps({"figure": figure, "value": value, "target": TARGETS.get(figure), **extra}), flush=True)
 
 
+def trust_store_and_lab_ca(lab: labmod.Lab, workdir: Path) -> Path:
+    """botocore's default trust store (certifi's or its own, ~150 certificates) with the lab CA
+    appended: the size of bundle an instance parses."""
+    from botocore.httpsession import where
+
+    bundle = workdir / "trust-store-and-lab-ca.pem"
+    store = Path(where()).read_bytes()
+    bundle.write_bytes(store + (b"" if store.endswith(b"\n") else b"\n") + (lab.names.state_dir / "ca.pem").read_bytes())
+    return bundle
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--cycles", type=int, default=1000, help="daemon cycles to run (default %(default)s)")
@@ -172,6 +186,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the daemon, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     p.add_argument("--name", default=NAME, help="lab name (default %(default)s)")
+    p.add_argument("--lab-ca-only", action="store_true",
+                   help="botocore trusts only the lab CA (default: a full trust store plus the lab CA, as on an instance)")
     args = p.parse_args(argv)
     if args.cycles < 2:
         p.error("--cycles must be at least 2 (the figures are per cycle after the first)")
@@ -187,6 +203,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     soak: Optional[Soak] = None
     try:
         with tempfile.TemporaryDirectory(prefix="vpce-soak-") as tmp:
+            if not args.lab_ca_only and "AWS_CA_BUNDLE" not in extra_env:
+                extra_env["AWS_CA_BUNDLE"] = str(trust_store_and_lab_ca(lab, Path(tmp)))
             soak = Soak(lab, Path(tmp), publishers, args.egress_timeout_s, args.agent, extra_env,
                         rss_every=max(1, args.cycles // 10))
             complete, why = soak.run(args.cycles, args.max_wall_s)
@@ -194,7 +212,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 first, last = soak.first, soak.last
             exit_code = soak.stop()
             common: Dict[str, Any] = {"scenario": lab.world.scenario.name, "publishers": publishers,
-                                      "agent": args.agent, **({"env": extra_env} if extra_env else {})}
+                                      "agent": args.agent, "ca_bundle": "lab CA only" if args.lab_ca_only
+                                      else "trust store + lab CA", **({"env": extra_env} if extra_env else {})}
             if first is None or last is None or last.cycle <= first.cycle:
                 emit("soak_failed", None, reason=why, cycles=last.cycle if last else 0, problems=soak.problems,
                      **common)
