@@ -456,12 +456,18 @@ def _validate(node: Node, value: Any, path: str) -> Any:
         if len(value) < node.min_items:
             raise _Problem(path, "the list is empty", node.expected)
         out: List[Any] = []
+        seen: set = set()  # a set, not `in out`: a long list must not cost quadratic time
         for i, item in enumerate(value):
             try:
                 checked = node.item(item)
             except Invalid as exc:
                 raise _Problem(f"{path}[{i}]", exc.what, exc.expected) from None
-            if checked in out:
+            try:
+                twice = checked in seen
+                seen.add(checked)
+            except TypeError:  # an unhashable entry: compare the slow way
+                twice = checked in out
+            if twice:
                 raise _Problem(f"{path}[{i}]", f"{show(item)} is listed twice", "each entry once")
             out.append(checked)
         return tuple(out)

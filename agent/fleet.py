@@ -197,9 +197,21 @@ def fetch(client: Any, query: Query) -> FleetResult:
     seen_tokens: Set[str] = set()
     records = pages = 0
     while True:
-        reply = client.get_inventory(**request)
+        try:
+            reply = client.get_inventory(**request)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:  # botocore could not parse the answer
+            raise FleetError(f"page {pages + 1}: the answer does not parse as a GetInventory reply "
+                             f"({type(exc).__name__}); is the endpoint an SSM endpoint?") from None
         pages += 1
-        for entity in reply.get("Entities") or []:
+        entities = reply.get("Entities") if isinstance(reply, dict) else None
+        if not isinstance(entities, list):
+            # botocore turns an unparsable 200 (a captive portal, a proxy's page, not JSON) into {}:
+            # an empty page would read as "no broken instance", so it is an error.
+            raise FleetError(f"page {pages}: the answer is not a GetInventory reply (no Entities list); "
+                             "is the endpoint an SSM endpoint?")
+        for entity in entities:
+            if not isinstance(entity, dict):
+                raise FleetError(f"page {pages}: an inventory entity is a {type(entity).__name__}, not an object")
             records += 1
             rows.extend(r for r in _rows(entity, query.type_name) if query.matches(r))
         token = reply.get("NextToken")
@@ -215,7 +227,10 @@ def fetch(client: Any, query: Query) -> FleetResult:
 
 
 def _rows(entity: Dict[str, Any], type_name: str) -> Iterable[Row]:
-    item = (entity.get("Data") or {}).get(type_name) or {}
+    data = entity.get("Data") or {}
+    item = (data.get(type_name) if isinstance(data, dict) else None) or {}
+    if not isinstance(item, dict) or not isinstance(item.get("Content") or [], list):
+        raise FleetError(f"instance {str(entity.get('Id'))[:40]}: the {type_name} data is not an inventory item")
     capture_time = str(item.get("CaptureTime") or "")
     instance_id = str(entity.get("Id") or "")
     for entry in item.get("Content") or []:
@@ -264,8 +279,16 @@ def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Opt
                                  verify=ca_bundle or None, config=config)
 
 
+MAX_ERROR_CHARS = 500  # an answer quoted in an error is cut: one readable line, whatever came back
+
+
 def describe_error(exc: Exception, endpoint: Optional[str]) -> str:
     """One line for any failure of the query, naming what to do."""
+    text = " ".join(_describe_error(exc, endpoint).split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 1] + "…"
+
+
+def _describe_error(exc: Exception, endpoint: Optional[str]) -> str:
     from botocore import exceptions as bx
 
     where = endpoint or "the ssm endpoint"
@@ -273,7 +296,7 @@ def describe_error(exc: Exception, endpoint: Optional[str]) -> str:
         return str(exc)
     if isinstance(exc, bx.ClientError):
         error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-        code, message = error.get("Code") or "Unknown", " ".join(str(error.get("Message") or exc).split())
+        code, message = str(error.get("Code") or "Unknown")[:100], " ".join(str(error.get("Message") or exc).split())
         if code in ACCESS_DENIED:
             return (f"access denied ({code}): the IAM action ssm:GetInventory is missing for these credentials; "
                     f"allow it (Resource \"*\") in their policy. AWS said: {message}")
@@ -299,6 +322,8 @@ def describe_error(exc: Exception, endpoint: Optional[str]) -> str:
         return f"cannot reach {where}: {exc}"
     if isinstance(exc, bx.BotoCoreError):
         return f"{exc.__class__.__name__}: {exc}"
+    if isinstance(exc, ValueError) and "endpoint" in str(exc).lower():
+        return f"--endpoint-url: {exc} (expected e.g. https://ssm.us-east-1.amazonaws.com)"
     return f"internal error: {exc.__class__.__name__}: {exc}"
 
 

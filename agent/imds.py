@@ -132,6 +132,35 @@ class _Failure(Exception):
         self.state, self.cause_code, self.message = state, cause_code, message
 
 
+class _DeadlineSocket(socket.socket):
+    """A socket whose every receive waits at most the read timeout and never past the deadline:
+    an IMDS (or a squatter) that trickles its status line, headers or body a byte at a time would
+    otherwise reset the per-read timeout forever."""
+
+    read_s: float
+    deadline: float
+
+    @classmethod
+    def taking(cls, sock: socket.socket, read_s: float, deadline: float) -> "_DeadlineSocket":
+        own = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        own.read_s, own.deadline = read_s, deadline
+        return own
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the IMDS time budget is spent")
+        self.settimeout(min(self.read_s, left))
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the IMDS time budget is spent")
+        self.settimeout(min(self.read_s, left))
+        return super().recv(bufsize, flags)
+
+
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (socket.timeout, TimeoutError))  # the same class from Python 3.10 on
 
@@ -187,12 +216,12 @@ class _Client:
         conn = http.client.HTTPConnection(self._host, self._port, timeout=connect_s)
         try:
             conn.connect()
-            conn.sock.settimeout(read_s)
+            conn.sock = _DeadlineSocket.taking(conn.sock, read_s, self._deadline)
             conn.request(method, path, headers=dict(headers))  # a PUT without body sends Content-Length: 0
             resp = conn.getresponse()
             body = b""
             while len(body) <= MAX_BODY_BYTES:
-                chunk = resp.read(4096)
+                chunk = resp.read1(4096)
                 if not chunk:
                     break
                 body += chunk

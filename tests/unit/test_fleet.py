@@ -451,3 +451,30 @@ def test_cli_wiring_when_present(fake_ssm: Any, capsys: pytest.CaptureFixture) -
     server = fake_ssm((200, {"Entities": [entity("i-9", finding("resolver", "WARNING", "resolver_slow"))]}))
     assert cli.main(["fleet", "--region", REGION, "--endpoint-url", server.url]) == 1
     assert "i-9" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reply, says", [
+    ({}, "no Entities list"),                                    # an unparsable 200 reaches us as {}
+    ({"Entities": "nope"}, "does not parse as a GetInventory reply"),
+    ({"Entities": [{"Id": "i-1", "Data": {"Custom:VpceDoctor": "nope"}}]}, "does not parse as a GetInventory reply"),
+])
+def test_an_answer_that_is_not_an_inventory_reply_is_an_error_not_an_all_clear(
+        reply: Dict[str, Any], says: str, fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    server = fake_ssm((200, reply))
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+    assert says in err and "internal error" not in err
+
+
+def test_a_huge_multi_line_error_is_one_bounded_line(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    server = fake_ssm((400, {"__type": "X" * 5000, "message": "first\nsecond " + "y" * 5000}))
+    code, _, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and len(err.splitlines()) == 1
+    assert len(err) <= len("vpce-doctor fleet: error: ") + fleet.MAX_ERROR_CHARS + 1
+
+
+def test_a_bad_endpoint_url_is_named(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    code, _, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", "not-a-url")
+    assert code == 3 and err.startswith("vpce-doctor fleet: error: --endpoint-url: ") and "internal" not in err

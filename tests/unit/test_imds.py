@@ -233,6 +233,50 @@ def test_an_answer_that_is_not_http_is_a_bad_answer(answer: bytes) -> None:
     assert imds_finding(facts, elapsed).cause_code == "imds_bad_answer"
 
 
+class _Trickle(_NotHttp):
+    """Answers with a valid-looking HTTP head, one byte every 20 ms: each byte arrives well
+    within the read timeout, so only an overall deadline can end the wait."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.sent = 0
+        super().__init__(answer)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                self.connections += 1
+                try:
+                    conn.settimeout(1.0)
+                    conn.recv(4096)
+                    for i in range(len(self.answer)):
+                        if self._stop.wait(0.02):
+                            return
+                        conn.sendall(self.answer[i:i + 1])
+                        self.sent += 1
+                except OSError:
+                    pass
+
+
+@pytest.mark.parametrize("where", ["status line", "headers", "body"])
+def test_a_trickling_answer_cannot_stretch_the_budget(where: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\n"
+    answer = {"status line": b"HTTP/1.1 200 " + b"O" * 500 + b"\r\n",
+              "headers": head + b"X-Slow: " + b"x" * 500 + b"\r\n\r\n",
+              "body": head + b"Content-Length: 600\r\n\r\n" + b"t" * 600}[where]
+    server = _Trickle(answer)
+    try:
+        facts = gather_facts(ImdsSettings(endpoint=server.endpoint, **FAST), {}, budget_s=1.0)
+        sent = server.sent
+    finally:
+        server.close()
+    assert facts.imds_state == "timeout", (facts.imds_state, facts.imds_error)
+    assert sent < len(answer) // 2  # it gave up long before the answer was complete (~10 s of bytes)
+
+
 def test_proxy_environment_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     # IMDS is link-local: HTTP_PROXY must never capture it (the proxy here does not exist)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")

@@ -621,14 +621,15 @@ def test_settings_from_the_publish_section() -> None:
 
 
 @pytest.mark.parametrize("section, where", [
-    ({"publishers": ["last_report", "syslog"]}, "publish.publishers[1]: 'syslog' is not a publisher"),
+    ({"publishers": ["last_report", "syslog"]}, 'publish.publishers[1]: "syslog" is not a publisher'),
     ({"publishers": "http"}, "publish.publishers: 'http' is not a list"),
-    ({"inventory": {"type_name": "Vendor:X"}}, "publish.inventory.type_name: 'Vendor:X' does not start with Custom:"),
+    ({"inventory": {"type_name": "Vendor:X"}}, 'publish.inventory.type_name: "Vendor:X" does not start with Custom:'),
     ({"inventory": {"type_name": "Custom:" + "x" * 90}}, "publish.inventory.type_name:"),
     ({"cloudwatch": {"namespace": "AWS/EC2"}}, "publish.cloudwatch.namespace:"),
     ({"http": {"port": 70000}}, "publish.http.port: 70000 is not a port"),
-    ({"http": {"bind": "localhost"}}, "publish.http.bind: 'localhost' is not an IP address"),
+    ({"http": {"bind": "localhost"}}, 'publish.http.bind: "localhost" is not an IP address'),
     ({"inventory_file": {"root": "relative/dir"}}, "publish.inventory_file.root:"),
+    ({"inventory": {"type_name": "Custom:" + "A" * 100000}}, "publish.inventory.type_name: \"Custom:AAA"),
     ({"last_report": {"path": "r.json"}}, "publish.last_report.path:"),
     ({"cloudwatch": {"timeout_s": 0}}, "publish.cloudwatch.timeout_s:"),
 ])
@@ -637,6 +638,7 @@ def test_bad_publish_settings_name_the_key(section: Dict[str, Any], where: str) 
         PublishSettings.from_values(section)
     message = str(caught.value)
     assert message.startswith(where) and "; expected " in message and "\n" not in message
+    assert len(message) < 400  # a huge value is shown cut, the line stays readable
 
 
 def test_factory_builds_in_order_and_never_raises(tmp_path: Path) -> None:
