@@ -207,9 +207,12 @@ class _NotHttp:
                 conn.settimeout(1.0)
                 try:
                     conn.recv(4096)
-                    conn.sendall(self.answer)
+                    self._answer(conn)
                 except OSError:
                     pass
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.sendall(self.answer)
 
     def close(self) -> None:
         self._stop.set()
@@ -241,24 +244,12 @@ class _Trickle(_NotHttp):
         self.sent = 0
         super().__init__(answer)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                self.connections += 1
-                try:
-                    conn.settimeout(1.0)
-                    conn.recv(4096)
-                    for i in range(len(self.answer)):
-                        if self._stop.wait(0.02):
-                            return
-                        conn.sendall(self.answer[i:i + 1])
-                        self.sent += 1
-                except OSError:
-                    pass
+    def _answer(self, conn: socket.socket) -> None:
+        for i in range(len(self.answer)):
+            if self._stop.wait(0.02):
+                return
+            conn.sendall(self.answer[i:i + 1])
+            self.sent += 1
 
 
 @pytest.mark.parametrize("where", ["status line", "headers", "body"])
