@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .checks.model import Settings, Target
-from .errors import ConfigError
+from .errors import ConfigError, show
 from .publishers import settings as publish_rules
 from .publishers.settings import PublishSettings
 
@@ -40,17 +39,6 @@ class Invalid(ValueError):
         super().__init__(f"{what}; expected {expected}")
         self.what = what
         self.expected = expected
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """A short, single-line rendering of a user/IMDS value for messages."""
-    text = json.dumps(value, default=str) if isinstance(value, str) else repr(value)
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif value is None:
-        text = "null"
-    text = text.replace("\n", "\\n").replace("\r", "\\r")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _type_name(value: Any) -> str:

@@ -26,6 +26,7 @@ import textwrap
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
+from urllib.parse import urlsplit
 
 DEFAULT_TYPE_NAME = "Custom:VpceDoctor"
 STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
@@ -203,15 +204,12 @@ def fetch(client: Any, query: Query) -> FleetResult:
             raise FleetError(f"page {pages + 1}: the answer does not parse as a GetInventory reply "
                              f"({type(exc).__name__}); is the endpoint an SSM endpoint?") from None
         pages += 1
-        entities = reply.get("Entities") if isinstance(reply, dict) else None
-        if not isinstance(entities, list):
-            # botocore turns an unparsable 200 (a captive portal, a proxy's page, not JSON) into {}:
-            # an empty page would read as "no broken instance", so it is an error.
+        # botocore's parser rejects wrongly shaped JSON (above), but turns an unparsable 200 (a
+        # captive portal, a proxy's page) into {}: read as an empty page, it would be an all-clear.
+        if "Entities" not in reply:
             raise FleetError(f"page {pages}: the answer is not a GetInventory reply (no Entities list); "
                              "is the endpoint an SSM endpoint?")
-        for entity in entities:
-            if not isinstance(entity, dict):
-                raise FleetError(f"page {pages}: an inventory entity is a {type(entity).__name__}, not an object")
+        for entity in reply["Entities"]:
             records += 1
             rows.extend(r for r in _rows(entity, query.type_name) if query.matches(r))
         token = reply.get("NextToken")
@@ -227,10 +225,7 @@ def fetch(client: Any, query: Query) -> FleetResult:
 
 
 def _rows(entity: Dict[str, Any], type_name: str) -> Iterable[Row]:
-    data = entity.get("Data") or {}
-    item = (data.get(type_name) if isinstance(data, dict) else None) or {}
-    if not isinstance(item, dict) or not isinstance(item.get("Content") or [], list):
-        raise FleetError(f"instance {str(entity.get('Id'))[:40]}: the {type_name} data is not an inventory item")
+    item = (entity.get("Data") or {}).get(type_name) or {}
     capture_time = str(item.get("CaptureTime") or "")
     instance_id = str(entity.get("Id") or "")
     for entry in item.get("Content") or []:
@@ -296,7 +291,7 @@ def _describe_error(exc: Exception, endpoint: Optional[str]) -> str:
         return str(exc)
     if isinstance(exc, bx.ClientError):
         error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-        code, message = str(error.get("Code") or "Unknown")[:100], " ".join(str(error.get("Message") or exc).split())
+        code, message = error.get("Code") or "Unknown", " ".join(str(error.get("Message") or exc).split())
         if code in ACCESS_DENIED:
             return (f"access denied ({code}): the IAM action ssm:GetInventory is missing for these credentials; "
                     f"allow it (Resource \"*\") in their policy. AWS said: {message}")
@@ -322,8 +317,6 @@ def _describe_error(exc: Exception, endpoint: Optional[str]) -> str:
         return f"cannot reach {where}: {exc}"
     if isinstance(exc, bx.BotoCoreError):
         return f"{exc.__class__.__name__}: {exc}"
-    if isinstance(exc, ValueError) and "endpoint" in str(exc).lower():
-        return f"--endpoint-url: {exc} (expected e.g. https://ssm.us-east-1.amazonaws.com)"
     return f"internal error: {exc.__class__.__name__}: {exc}"
 
 
@@ -412,6 +405,16 @@ def _split(values: Optional[Sequence[str]]) -> Tuple[str, ...]:
 
 def query_from(args: argparse.Namespace) -> Query:
     statuses = tuple(s.upper() for s in _split(args.status)) or NOT_OK
+    endpoint = getattr(args, "endpoint_url", None)
+    if endpoint is not None:
+        try:
+            parts = urlsplit(endpoint)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. an unclosed [IPv6 bracket
+            usable = False
+        if not usable:
+            raise FleetError(f"--endpoint-url: {endpoint[:100]!r} is not an http(s) URL; "
+                             "expected e.g. https://ssm.us-east-1.amazonaws.com")
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
         raise FleetError(f"--status: unknown status {', '.join(bad)}; expected some of {', '.join(STATUSES)}")

@@ -146,18 +146,18 @@ class _DeadlineSocket(socket.socket):
         own.read_s, own.deadline = read_s, deadline
         return own
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def _bound_wait(self) -> None:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("the IMDS time budget is spent")
         self.settimeout(min(self.read_s, left))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:  # http.client reads here
+        self._bound_wait()
         return super().recv_into(buffer, nbytes, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("the IMDS time budget is spent")
-        self.settimeout(min(self.read_s, left))
+        self._bound_wait()
         return super().recv(bufsize, flags)
 
 
@@ -225,8 +225,6 @@ class _Client:
                 if not chunk:
                     break
                 body += chunk
-                if time.monotonic() > self._deadline:  # a trickling answer must not stretch the budget
-                    raise socket.timeout("the IMDS time budget is spent")
         except http.client.HTTPException as exc:
             if isinstance(exc, OSError):  # RemoteDisconnected: closed without an answer
                 raise

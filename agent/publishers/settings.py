@@ -13,14 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
-from ..errors import ConfigError
-
-
-def _show(value: Any) -> str:
-    """The config's short one-line rendering (imported late: config imports this module)."""
-    from ..config import show
-
-    return show(value)
+from ..errors import ConfigError, show
 
 PUBLISHER_NAMES = ("last_report", "inventory", "inventory_file", "cloudwatch", "http")
 DEFAULT_PUBLISHERS = ("last_report", "inventory", "inventory_file", "cloudwatch")
@@ -45,47 +38,47 @@ class InvalidSetting(ValueError):
 def publisher_name(value: Any) -> str:
     expected = "one of " + ", ".join(PUBLISHER_NAMES)
     if not isinstance(value, str) or value not in PUBLISHER_NAMES:
-        raise InvalidSetting(f"{_show(value)} is not a publisher", expected)
+        raise InvalidSetting(f"{show(value)} is not a publisher", expected)
     return value
 
 
 def inventory_type_name(value: Any) -> str:
     expected = f'a custom inventory type like "{DEFAULT_TYPE_NAME}": "Custom:" and a name, at most {MAX_TYPE_NAME} characters'
     if not isinstance(value, str):
-        raise InvalidSetting(f"{_show(value)} is not a string", expected)
+        raise InvalidSetting(f"{show(value)} is not a string", expected)
     if not value.startswith("Custom:") or len(value) == len("Custom:"):
-        raise InvalidSetting(f"{_show(value)} does not start with Custom: and a name", expected)
+        raise InvalidSetting(f"{show(value)} does not start with Custom: and a name", expected)
     if len(value) > MAX_TYPE_NAME:
-        raise InvalidSetting(f"{_show(value)} is {len(value)} characters long (the verdict type adds "
+        raise InvalidSetting(f"{show(value)} is {len(value)} characters long (the verdict type adds "
                              f"{VERDICT_SUFFIX!r})", expected)
     if any(ord(c) < 0x20 or c in "/\\" for c in value):  # it also names the inventory file
-        raise InvalidSetting(f"{_show(value)} holds a control character or a slash", expected)
+        raise InvalidSetting(f"{show(value)} holds a control character or a slash", expected)
     return value
 
 
 def cloudwatch_namespace(value: Any) -> str:
     expected = f"a CloudWatch namespace like VpceDoctor: 1-{MAX_NAMESPACE} characters, not starting with ':' or 'AWS/'"
     if not isinstance(value, str) or not value:
-        raise InvalidSetting(f"{_show(value)} is not a non-empty string", expected)
+        raise InvalidSetting(f"{show(value)} is not a non-empty string", expected)
     if len(value) > MAX_NAMESPACE or value.startswith(":") or value.startswith("AWS/"):
-        raise InvalidSetting(f"{_show(value)} is not a usable namespace", expected)
+        raise InvalidSetting(f"{show(value)} is not a usable namespace", expected)
     return value
 
 
 def bind_address(value: Any) -> str:
     expected = "an IP address to listen on, like 127.0.0.1 (the default) or ::1"
     if not isinstance(value, str):
-        raise InvalidSetting(f"{_show(value)} is not a string", expected)
+        raise InvalidSetting(f"{show(value)} is not a string", expected)
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise InvalidSetting(f"{_show(value)} is not an IP address", expected) from None
+        raise InvalidSetting(f"{show(value)} is not an IP address", expected) from None
 
 
 def port(value: Any) -> int:
     expected = "a TCP port 1-65535"
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidSetting(f"{_show(value)} is not a port", expected)
+        raise InvalidSetting(f"{show(value)} is not a port", expected)
     return value
 
 
@@ -93,7 +86,7 @@ def timeout_s(value: Any) -> float:
     expected = "a number of seconds, 0 < s <= 60"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0 < value <= 60:
-        raise InvalidSetting(f"{_show(value)} is not a timeout", expected)
+        raise InvalidSetting(f"{show(value)} is not a timeout", expected)
     return float(value)
 
 
@@ -164,7 +157,7 @@ class PublishSettings:
 
 def _absolute_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\x00" in value:
-        raise InvalidSetting(f"{_show(value)} is not an absolute path", "an absolute path like /var/lib/vpce-doctor/x")
+        raise InvalidSetting(f"{show(value)} is not an absolute path", "an absolute path like /var/lib/vpce-doctor/x")
     return value
 
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -175,9 +176,11 @@ Reply = Tuple[int, Mapping[str, str], bytes]
 
 class FakeAws:
     """HTTP on 127.0.0.1:<free port>; ``responder(method, path, headers, body)`` gives the reply.
-    ``requests`` records (method, path, headers) of every request."""
+    ``requests`` records (method, path, headers) of every request. With ``tls=(cert, key)`` it is
+    HTTPS, and its URL names ``localhost`` (the name the certificate must carry)."""
 
-    def __init__(self, responder: Callable[[str, str, Mapping[str, str], bytes], Reply]) -> None:
+    def __init__(self, responder: Callable[[str, str, Mapping[str, str], bytes], Reply],
+                 tls: Optional[Tuple[str, str]] = None) -> None:
         self.requests: List[Tuple[str, str, Dict[str, str]]] = []
         fake = self
 
@@ -206,6 +209,11 @@ class FakeAws:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True, name="fake-aws")
         self.thread.start()

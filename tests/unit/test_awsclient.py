@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import shutil
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, Tuple
 
@@ -111,42 +109,14 @@ def test_a_budget_cut_client_is_used_once(aws_env, monkeypatch):
     assert awsclient.client(ctx(), "s3").meta.config.read_timeout == Settings().api_timeout_s
 
 
-class HttpsAws:
-    """S3-shaped HTTPS on 127.0.0.1, presenting a certificate for ``localhost`` from a fresh CA."""
-
-    def __init__(self, cert: Path, key: Path) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(LIST_BUCKETS)))
-                self.end_headers()
-                self.wfile.write(LIST_BUCKETS)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert), str(key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://localhost:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def https_aws(tmp_path: Path) -> Iterator[Tuple[HttpsAws, Path]]:
+def https_aws(tmp_path: Path) -> Iterator[Tuple[FakeAws, Path]]:
+    """S3-shaped HTTPS on loopback, with a certificate for ``localhost`` from a fresh CA."""
     from tests.lab import certs
 
     ca, cert, key = certs.write(tmp_path, ["localhost"])
-    server = HttpsAws(cert, key)
+    server = FakeAws(lambda method, path, headers, body: (200, {"Content-Type": "application/xml"}, LIST_BUCKETS),
+                     tls=(str(cert), str(key)))
     try:
         yield server, ca
     finally:

@@ -473,8 +473,9 @@ def test_a_huge_multi_line_error_is_one_bounded_line(fake_ssm: Any, capsys: pyte
     assert len(err) <= len("vpce-doctor fleet: error: ") + fleet.MAX_ERROR_CHARS + 1
 
 
-def test_a_bad_endpoint_url_is_named(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("url", ["not-a-url", "ftp://ssm.example", "http://[bad"])
+def test_a_bad_endpoint_url_is_named(url: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    code, _, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", "not-a-url")
+    code, _, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", url)
     assert code == 3 and err.startswith("vpce-doctor fleet: error: --endpoint-url: ") and "internal" not in err
