@@ -6,21 +6,17 @@ import argparse
 import logging
 import os
 import sys
-import time
 import traceback
 from dataclasses import replace
-from typing import List, NoReturn, Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from . import __version__, fleet
-from .checks import build
-from .checks.awsclient import drop_connections
 from .checks.model import Status
-from .config import DEFAULT_CONFIG_PATH, Config, load_config
+from .config import DEFAULT_CONFIG_PATH, load_config
 from .errors import VpceDoctorError
-from .imds import gather_facts, imds_finding, remember_static_facts
+from .imds import remember_static_facts
 from .render import render_json, render_nagios, render_table
-from .report import Report, verdicts
-from .runner import Runner, select, unknown_selectors
+from .runtime import run_check
 
 log = logging.getLogger("vpce_doctor")
 
@@ -35,9 +31,9 @@ and the instance has no path to the internet. Every failure comes with its cause
 CHECK_HELP = """\
 Run every check once and print the report. Exit code = worst status:
 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also: bad config, our own error).
-Finding ids: imds, instance.public_ip, instance.profile, ssm_agent, resolver, resolver.system,
-ec2.api, dns.<svc>, eni.<svc>, reach.<svc>[.<ip>], s3.dns, s3.route, s3.api, s3.object,
-egress.<host>."""
+Finding ids: imds, instance.public_ip, instance.profile, ssm_agent[.<aspect>], resolver,
+resolver.system, ec2.api, dns.<svc>, eni.<svc>, reach.<svc>[.<ip>], s3.dns, s3.route, s3.api,
+s3.object, egress.<host>, iam.credentials, auth.ssm, ssm.preferences, clock, session.<need>."""
 
 
 DAEMON_HELP = """\
@@ -103,30 +99,6 @@ def _parser() -> argparse.ArgumentParser:
     cfg_check.add_argument("file", metavar="FILE")
     fleet.add_parser(sub)
     return p
-
-
-def run_check(config: Config, only: Optional[Sequence[str]] = None) -> Report:
-    """Facts first (bounded), then every check concurrently until the deadline."""
-    started_at = time.time()
-    start = time.monotonic()
-    deadline = start + config.deadline_s
-    facts = gather_facts(config.imds, config.fact_overrides, budget_s=min(2.5, config.deadline_s / 3))
-    imds = imds_finding(facts, time.monotonic() - start)
-    checks = build(config.settings)
-    notes: List[str] = []
-    if only:
-        unknown = unknown_selectors(checks, only)
-        if unknown:
-            raise VpceDoctorError(f"--only: no check matches {', '.join(unknown)}; "
-                                  f"known ids: imds, {', '.join(c.id for c in checks)}")
-        checks = select(checks, only)
-        notes.append(f"only these checks ran: {', '.join(['imds'] + [c.id for c in checks])}")
-    try:
-        findings = [imds] + Runner(checks, facts, config.settings, deadline, imds).run()
-    finally:
-        drop_connections()  # kept AWS clients: the next run dials afresh
-    return Report(tuple(findings), facts, verdicts(findings), started_at, time.monotonic() - start,
-                  notes=tuple(notes))
 
 
 def _check(args: argparse.Namespace) -> int:

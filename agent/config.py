@@ -386,6 +386,16 @@ SCHEMA = Section({
         "ssm_agent": Value(_boolean, True),
         "ec2_api": Value(_boolean, True),
     }),
+    # The SSM agent's own files (checks/ssmagent.py): where to read its evidence; defaults are the agent's.
+    "ssm_agent": Section({
+        "log_dir": Value(_absolute_path, "/var/log/amazon/ssm"),
+        "data_dir": Value(_absolute_path, "/var/lib/amazon/ssm"),
+        "config_file": Value(_absolute_path, "/etc/amazon/ssm/amazon-ssm-agent.json"),
+        "binaries": ListOf(_absolute_path, "a list of absolute paths like [/usr/bin/amazon-ssm-agent]",
+                           Settings.ssm_agent_binaries, min_items=1),
+        "dropin_dirs": ListOf(_absolute_path, "a list of absolute paths like "
+                              "[/etc/systemd/system/amazon-ssm-agent.service.d]", Settings.ssm_agent_dropin_dirs),
+    }),
     # `vpce-doctor daemon` (agent/daemon.py).
     "daemon": Section({
         "interval_s": Value(_interval(86400), 300.0),  # between cycle starts
@@ -582,7 +592,10 @@ def _build(values: Dict[str, Any], source: str) -> Config:
         api_timeout_s=t["api_s"], egress_targets=e["targets"], egress_timeout_s=e["timeout_s"],
         s3_bucket=s3["bucket"], s3_key=s3["key"], s3_get_object=s3["get_object"],
         ca_bundle=values["ca_bundle"], check_ssm_agent=values["checks"]["ssm_agent"],
-        check_ec2_api=values["checks"]["ec2_api"])
+        check_ec2_api=values["checks"]["ec2_api"],
+        ssm_agent_log_dir=values["ssm_agent"]["log_dir"], ssm_agent_data_dir=values["ssm_agent"]["data_dir"],
+        ssm_agent_config_file=values["ssm_agent"]["config_file"], ssm_agent_binaries=values["ssm_agent"]["binaries"],
+        ssm_agent_dropin_dirs=values["ssm_agent"]["dropin_dirs"])
     imds_settings = ImdsSettings(enabled=imds["enabled"], endpoint=imds["endpoint"], timeout_s=imds["timeout_s"],
                                  connect_timeout_s=min(0.5, imds["timeout_s"]))
     d, p = values["daemon"], values["publish"]

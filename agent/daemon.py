@@ -45,6 +45,7 @@ from .config import Config, load_config
 from .memory import MemoryKeeper
 from .publishers import Publisher, PublishResult, PublishSettings, build_publishers
 from .report import Report
+from .runtime import run_check
 from .sdnotify import Notifier, one_line
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,6 @@ ConfigLoader = Callable[[Optional[str]], Config]
 
 
 def _run_check(config: Config) -> Report:
-    from .cli import run_check  # the cli imports this module lazily; import back the same way
-
     return run_check(config)
 
 

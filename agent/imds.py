@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -48,6 +49,11 @@ NEEDED: Tuple[str, ...] = ("region", "instance_id", "vpc_id", "subnet_id", "vpc_
 _FACT_FIELDS = ("region", "partition", "domain", "instance_id", "mac", "vpc_id", "subnet_id", "vpc_cidr",
                 "vpc_cidrs", "subnet_cidr", "local_ipv4", "public_ipv4", "instance_profile_arn",
                 "security_group_ids")
+# The role's credentials as the SSM agent gets them (iam/security-credentials/<role>): asked with
+# the facts, kept only as a summary (Code, Expiration, ...); the keys themselves never leave here.
+CREDENTIALS_PATH = "iam/security-credentials/"
+_CREDENTIAL_FIELDS = ("Code", "Message", "Type", "LastUpdated", "Expiration")
+_MAX_MESSAGE_CHARS = 300
 _LIST_FIELDS = ("vpc_cidrs", "security_group_ids")
 
 # Facts no running instance can change: its identity and the primary network interface (which
@@ -399,6 +405,41 @@ def _fetch_all(client: _Client, wanted: Tuple[str, ...], mac_override: Optional[
     futures.wait(started, timeout=left())
 
 
+def role_credentials(client: "_Client") -> Dict[str, Any]:
+    """A summary of the instance role's credentials from IMDS: ``state`` is ok | no_role | error,
+    plus ``role``, ``code``, ``message``, ``expiration``, ``last_updated``, ``type`` as IMDS said.
+    Never the keys or the token; failures here are the credentials' state, not IMDS's."""
+    try:
+        listing = client.get(CREDENTIALS_PATH)
+        if listing is None:
+            return {"state": "no_role"}
+        roles = [line.strip() for line in client.redact(listing).splitlines() if line.strip()]
+        if not roles or not all(_ROLE_NAME.match(r) for r in roles):
+            return {"state": "error", "message": f"{META_PATH}{CREDENTIALS_PATH}: {show(listing)} is not a role name"}
+        role = roles[0]
+        text = client.get(CREDENTIALS_PATH + role)
+        if text is None:
+            return {"state": "error", "role": role, "message": f"{META_PATH}{CREDENTIALS_PATH}{role}: 404 Not Found"}
+    except _Failure as failure:
+        return {"state": "error", "message": client.redact(failure.message)}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        return {"state": "error", "role": role,
+                "message": f"{META_PATH}{CREDENTIALS_PATH}{role}: the answer ({len(text)} bytes) is not a JSON object"}
+    summary: Dict[str, Any] = {"state": "ok", "role": role}
+    for name in _CREDENTIAL_FIELDS:
+        value = doc.get(name)
+        if isinstance(value, str):
+            summary[name.lower() if name != "LastUpdated" else "last_updated"] = \
+                client.redact(value)[:_MAX_MESSAGE_CHARS]
+    summary["has_keys"] = all(isinstance(doc.get(k), str) and doc.get(k) for k in
+                              ("AccessKeyId", "SecretAccessKey", "Token"))
+    return summary
+
+
 def _override_value(name: str, value: Any) -> Any:
     if name not in _FACT_FIELDS:
         raise ValueError(f"unknown fact override {name!r}")
@@ -420,7 +461,8 @@ def gather_facts(imds: ImdsSettings, overrides: Mapping[str, Any], budget_s: flo
         state, cause, error = _from_imds(imds, values, sources, budget_s)
     _derive(values, sources)
     facts = {k: v for k, v in values.items() if k in _FACT_FIELDS}
-    return Facts(**facts, imds_state=state, imds_cause_code=cause, imds_error=error, sources=sources)
+    return Facts(**facts, imds_state=state, imds_cause_code=cause, imds_error=error, sources=sources,
+                 credentials=values.get("credentials") or {})
 
 
 def _from_imds(imds: ImdsSettings, values: Dict[str, Any], sources: Dict[str, str],
@@ -440,8 +482,14 @@ def _from_imds(imds: ImdsSettings, values: Dict[str, Any], sources: Dict[str, st
     memo = _memo.setdefault(imds.endpoint, {}) if _remember_static else {}
     reused = {f: memo[f] for f in wanted if f in memo}
     results = _Results()
+    credentials = workers.run(role_credentials, client)
     _fetch_all(client, tuple(f for f in wanted if f not in reused), values.get("mac") or reused.get("mac"),
                deadline, results)
+    try:
+        values["credentials"] = credentials.result(timeout=max(0.0, deadline - time.monotonic()))
+    except futures.TimeoutError:
+        values["credentials"] = {"state": "error", "message": f"{imds.endpoint}: no answer for "
+                                 f"{META_PATH}{CREDENTIALS_PATH} within the {budget_s:g} s budget"}
     with results.lock:
         got = dict(results.values)
         failures = list(results.failures)
@@ -480,6 +528,10 @@ def _derive(values: Dict[str, Any], sources: Dict[str, str]) -> None:
         values["partition"], sources["partition"] = hostnames.partition_name(region), "derived"
     if region and values.get("domain") is None:
         values["domain"], sources["domain"] = hostnames.dns_suffix(region), "derived"
+
+
+# IAM role names: 1-64 of [\w+=,.@-].
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 
 
 # --- the finding -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .model import Context
 from .net import ca_bundle_from
@@ -98,7 +98,13 @@ def _load_ca_bundle_once(made: Any) -> None:
     A bundle edited on disk is read again when the client is rebuilt (e.g. on a config reload).
     """
     try:
-        http = made._endpoint.http_session
+        _load_ca_bundle_once_into(made._endpoint.http_session)
+    except AttributeError:
+        return
+
+
+def _load_ca_bundle_once_into(http: Any) -> None:
+    try:
         context = http._manager.connection_pool_kw["ssl_context"]
         verify = http._verify
         original = http._setup_ssl_cert
@@ -178,11 +184,85 @@ def drop_connections() -> None:
     """Close every kept client's idle connections (in-flight ones close when they finish)."""
     with _cache_lock:
         kept = list(_clients.values())
+        raw = list(_callers.values())
     for made in kept:
         try:
             made._endpoint.http_session.close()
         except Exception:  # noqa: BLE001 - a private botocore attribute: never fail a run over it
             pass
+    for caller in raw:
+        caller.http.close()
+
+
+class JsonCaller:
+    """Signed AWS JSON 1.1 calls without a service model: what the SSM agent itself sends.
+
+    Two reasons not to use a boto3 client: ``ListInstanceAssociations`` (the agent's own call) is
+    not in botocore's public SSM model, and loading that model costs ~0.15 s of CPU per process —
+    half the one-shot's whole budget for these checks. Credentials come from botocore's chain
+    (the IMDS instance profile on EC2, bounded as for the clients); the HTTP session has the same
+    CA bundle, timeouts and environment proxies a client would get.
+    """
+
+    def __init__(self, service: str, region: str, endpoint_url: str, credentials: Any, http: Any) -> None:
+        self.service, self.region, self.endpoint_url = service, region, endpoint_url
+        self.credentials, self.http = credentials, http
+
+    def send(self, target: str, payload: Mapping[str, Any], max_bytes: int) -> Tuple[int, Dict[str, str], bytes]:
+        """POST one JSON 1.1 request (``X-Amz-Target: target``): (status, lower-case headers, body ≤ max+1)."""
+        import json
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        if self.credentials is None:
+            from botocore.exceptions import NoCredentialsError
+
+            raise NoCredentialsError()
+        request = AWSRequest(method="POST", url=self.endpoint_url + "/", data=json.dumps(payload).encode(),
+                             headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target,
+                                      "User-Agent": "vpce-doctor"}, stream_output=True)
+        SigV4Auth(self.credentials.get_frozen_credentials(), self.service, self.region).add_auth(request)
+        response = self.http.send(request.prepare())
+        try:
+            body = response.raw.read(max_bytes + 1)
+        finally:
+            response.raw.release_conn()
+        return response.status_code, {k.lower(): v for k, v in response.headers.items()}, body
+
+
+_callers: Dict[Tuple[Any, ...], JsonCaller] = {}
+
+
+def json_caller(ctx: Context, service: str) -> JsonCaller:
+    """A ``JsonCaller`` for ``service`` in the instance's region, kept per process like the clients."""
+    import botocore.session
+    from botocore.httpsession import URLLib3Session
+    from botocore.utils import get_environ_proxies
+
+    from .hostnames import service_hostname
+
+    region = ctx.facts.require("region")
+    settings = ctx.settings
+    connect, read = ctx.budget(settings.connect_timeout_s), ctx.budget(settings.api_timeout_s)
+    url = endpoint_url(service) or f"https://{service_hostname(service, region, settings.fips)}"
+    key = (service, region, settings.ca_bundle, connect, read, url, ctx.facts.instance_profile_arn,
+           tuple(os.environ.get(name) for name in _CLIENT_ENV))
+    with _cache_lock:
+        kept = _callers.get(key)
+    if kept is not None:
+        return kept
+    session = botocore.session.get_session()
+    session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT_S)
+    session.set_config_variable("metadata_service_num_attempts", IMDS_ATTEMPTS)
+    http = URLLib3Session(verify=ca_bundle_from(settings.ca_bundle) or True, proxies=get_environ_proxies(url),
+                          timeout=(connect, read), max_pool_connections=4)
+    _load_ca_bundle_once_into(http)
+    caller = JsonCaller(service, region, url, session.get_credentials(), http)
+    if caller.credentials is not None and (connect, read) == (settings.connect_timeout_s, settings.api_timeout_s):
+        with _cache_lock:
+            caller = _callers.setdefault(key, caller)
+    return caller
 
 
 def forget_clients() -> None:
@@ -190,6 +270,7 @@ def forget_clients() -> None:
     drop_connections()
     with _cache_lock:
         _clients.clear()
+        _callers.clear()
 
 
 def _mark_redirected(context: Dict[str, Any], **_: Any) -> None:

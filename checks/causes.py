@@ -59,6 +59,100 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "The SSM agent runs but holds no connection to the endpoint ENIs ({expected}); it probably started "
           "before the endpoints existed and keeps retrying the old path",
           "Restart the agent (sudo systemctl restart amazon-ssm-agent) or reboot the instance after creating the endpoints"),
+    # --- the SSM agent from its own evidence (checks/ssmagent.py) -------------------------------
+    Cause("ssm_agent_not_accepted",
+          "The SSM agent runs but holds no connection, and this run's own {failing} check(s) fail: AWS does not "
+          "accept this instance (its credentials, clock or policies), so the agent backs off; that is the cause, "
+          "not the agent",
+          "Fix the {failing} finding(s) first; the agent retries by itself (a hibernating one within up to an hour: "
+          "restart it only after the fix to skip that wait)"),
+    Cause("ssm_agent_not_root",
+          "The SSM agent (pid {pid}) runs as {user} (uid {uid}), not root: it cannot write /var/lib/amazon/ssm, "
+          "create ssm-user or run commands as root",
+          "Remove the User=/Group= lines from the agent's unit drop-ins (systemctl cat amazon-ssm-agent), then: "
+          "sudo systemctl daemon-reload && sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_too_old",
+          "SSM agent {version} is older than {minimum}, the first version with {feature}",
+          "Update the agent: sudo yum install -y amazon-ssm-agent (or the AWS-UpdateSSMAgent document), then "
+          "sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_needs_ec2messages",
+          "SSM agent {version} receives Run Command only through ec2messages (ssmmessages from 3.1.821.0 on), and "
+          "{failing} fails here: Run Command cannot reach this agent",
+          "Fix the {failing} finding (create the ec2messages interface endpoint with Private DNS), or update the "
+          "agent: sudo yum install -y amazon-ssm-agent && sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_proxy_imds",
+          "The SSM agent's environment sets a proxy ({proxy}, from {source}) and no_proxy does not exempt "
+          "169.254.169.254: it asks IMDS for its credentials through the proxy and gets none",
+          "Add no_proxy for IMDS to the agent's drop-in: sudo systemctl edit amazon-ssm-agent → [Service] "
+          "Environment=\"no_proxy=169.254.169.254\" (keep your other entries), then sudo systemctl daemon-reload "
+          "&& sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_proxy_endpoints",
+          "The SSM agent sends {hosts} through the proxy {proxy} (from {source}), not to the endpoints this "
+          "check tested: the agent's path depends on that proxy",
+          "With interface endpoints no proxy is needed: add .amazonaws.com to no_proxy in the agent's drop-in "
+          "(sudo systemctl edit amazon-ssm-agent), then sudo systemctl daemon-reload && sudo systemctl restart "
+          "amazon-ssm-agent"),
+    Cause("ssm_agent_waits_for",
+          "The SSM agent's log shows {symptom}, and this run's own {failing} check(s) fail too: that is the "
+          "cause, not the agent",
+          "Fix the {failing} finding(s); the agent retries by itself (when hibernating, within its backoff of "
+          "up to an hour)"),
+    Cause("ssm_agent_hibernating",
+          "The SSM agent is hibernating (its log: {line}) although this run finds the credentials, the "
+          "endpoints and the service's answer in order: it is stuck in hibernation after the cause was fixed",
+          "Restart it: sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_log_access_denied",
+          "The SSM agent's calls are refused: its log says {line} ({policy})",
+          "Attach AmazonSSMManagedInstanceCore to the instance role (aws iam attach-role-policy --role-name "
+          "<role> --policy-arn arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore); if the message names a VPC "
+          "endpoint policy: aws ec2 modify-vpc-endpoint --vpc-endpoint-id <vpce-id> --reset-policy"),
+    Cause("ssm_agent_log_credentials",
+          "The SSM agent has no valid credentials: its log says {line}",
+          "Check the instance profile's role and trust policy (the iam.credentials finding); then sudo "
+          "systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_log_clock",
+          "AWS refuses the SSM agent's signatures as too old or too new: its log says {line}",
+          "Synchronise the clock: sudo chronyc makestep (chronyc tracking shows the offset), then sudo "
+          "systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_log_no_space",
+          "The SSM agent cannot write its files: its log says {line}",
+          "Free space on the filesystem of /var/lib/amazon/ssm and /var/log/amazon/ssm (df -h /var/lib/amazon/ssm; "
+          "df -i for inodes), then sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_log_proxy",
+          "The SSM agent cannot reach its proxy: its log says {line}",
+          "Fix or remove the proxy in the agent's drop-in (systemctl cat amazon-ssm-agent); with interface "
+          "endpoints add .amazonaws.com and 169.254.169.254 to no_proxy; then sudo systemctl daemon-reload && "
+          "sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_log_tls",
+          "The SSM agent does not trust the certificate it is shown: its log says {line} (a TLS-inspecting proxy "
+          "or a wrong endpoint answers)",
+          "Exempt the endpoints from TLS inspection (or add .amazonaws.com to the agent's no_proxy), then "
+          "sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_log_network",
+          "The SSM agent cannot connect to the service: its log says {line}",
+          "Check what the agent resolves for the ssm names (getent hosts ssm.<region>.amazonaws.com) and its "
+          "proxy settings; when the checks here pass: sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_disk_full",
+          "{path} has {free} free ({inodes} free inodes): the SSM agent cannot write documents, state or logs",
+          "Free space: df -h {path}; df -i {path}; remove old files (e.g. sudo find /var/lib/amazon/ssm -path "
+          "'*/document/orchestration/*' -mtime +14 -delete; sudo journalctl --vacuum-size=200M), then sudo "
+          "systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_disk_low",
+          "{path} has only {free} free ({percent}% of the filesystem)",
+          "Free space before the agent runs out: df -h {path}; du -sh /var/lib/amazon/ssm /var/log/amazon/ssm"),
+    Cause("ssm_agent_config_region",
+          "{file} sets {key} = {value}, but the instance is in {region}: the agent talks to another region's "
+          "service, which does not know this instance",
+          "Empty {key} in {file} (the agent then asks IMDS), then sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_config_endpoint",
+          "{file} overrides {overrides}: the agent uses those names, not the endpoints this run checked (a "
+          "deleted endpoint's vpce-… name or another region's keeps the agent away)",
+          "Empty the override(s) in {file} unless you need them (Private DNS makes the default names private), "
+          "then sudo systemctl restart amazon-ssm-agent"),
+    Cause("ssm_agent_config_invalid",
+          "The agent's config {file} cannot be used: {error}",
+          "Fix the file (python3 -m json.tool {file}) or remove it to use the defaults, then sudo systemctl "
+          "restart amazon-ssm-agent"),
     # --- resolver ------------------------------------------------------------------------------
     Cause("resolver_unreachable",
           "The Amazon resolver {resolver} does not answer DNS queries: the VPC attribute enableDnsSupport is "
@@ -239,6 +333,98 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
     Cause("missing_fact",
           "{fact} is unknown: IMDS did not provide it ({imds}) and the config does not set it",
           "Fix IMDS (see the imds finding), or set facts.{fact} in the config"),
+    # --- does AWS accept this instance (checks/ssmapi.py) ------------------------------------
+    Cause("credentials_no_role",
+          "The instance profile {profile} contains no role: IMDS has no credentials to give the SSM agent",
+          "Add a role that has the AmazonSSMManagedInstanceCore policy to the instance profile",
+          "aws iam add-role-to-instance-profile --instance-profile-name {profile} --role-name <role-name>"),
+    Cause("credentials_unreadable",
+          "IMDS gave no usable role credentials ({error}): the SSM agent cannot sign its calls",
+          "Check that nothing on the instance intercepts 169.254.169.254 and that the instance profile's role "
+          "exists; detach and re-attach the instance profile if IMDS keeps failing"),
+    Cause("role_not_assumable",
+          "The role {role}'s trust policy does not let EC2 assume it (IMDS answers AssumeRoleUnauthorizedAccess): "
+          "the SSM agent gets no credentials and never registers",
+          "Make the role's trust policy allow the service principal ec2.amazonaws.com to call sts:AssumeRole",
+          "aws iam update-assume-role-policy --role-name {role} --policy-document "
+          "'{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Principal\":"
+          "{{\"Service\":\"ec2.amazonaws.com\"}},\"Action\":\"sts:AssumeRole\"}}]}}'"),
+    Cause("credentials_error",
+          "IMDS answered the role {role}'s credentials with Code {code} ({error}): the SSM agent gets none",
+          "Check the role and its trust policy in IAM; detach and re-attach the instance profile",
+          "aws iam get-role --role-name {role}"),
+    Cause("credentials_expired",
+          "IMDS hands out credentials that already expired ({expiration}) by the local clock: the clock is far "
+          "ahead, or IMDS cannot refresh the role session",
+          "Check the local clock (see the clock finding; chronyc tracking); if it is right, stop and start the "
+          "instance so that IMDS gets fresh credentials"),
+    Cause("credentials_rejected",
+          "AWS rejected the credentials the instance signs with ({code}: {error})",
+          "Check the clock (the clock finding) and that no AWS_* variable, ~/.aws file or proxy substitutes "
+          "other credentials for the role {role}'s; then restart the agent: sudo systemctl restart amazon-ssm-agent"),
+    Cause("access_denied_identity_policy",
+          "The instance role {role}'s identity-based policies do not let it call {action} ({error}): the SSM "
+          "agent cannot register and hibernates",
+          "Attach AmazonSSMManagedInstanceCore to the role (an explicit Deny in one of its policies wins over "
+          "any Allow: remove that statement)",
+          "aws iam attach-role-policy --role-name {role} --policy-arn "
+          "arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"),
+    Cause("access_denied_endpoint_policy",
+          "The VPC endpoint policy of the {service} endpoint {endpoint_id} refuses {action} ({error})",
+          "Reset the endpoint policy to the default (full access), or add a statement that allows {action} for "
+          "the instance role (Principal *, Resource *)",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --reset-policy"),
+    Cause("access_denied_scp",
+          "An AWS Organizations policy (service or resource control policy) refuses {action} ({error}); nothing "
+          "on this instance or its role can override it",
+          "Ask the organization's administrator to exempt {action} (AmazonSSMManagedInstanceCore's actions) for "
+          "this account or role"),
+    Cause("access_denied_boundary",
+          "The role {role}'s permissions boundary does not allow {action} ({error})",
+          "Add the AmazonSSMManagedInstanceCore actions to the permissions boundary, or remove the boundary",
+          "aws iam get-role --role-name {role} --query Role.PermissionsBoundary"),
+    Cause("access_denied_other",
+          "{policy} refuses {action} ({error})",
+          "Allow {action} for the instance role {role} in that policy"),
+    Cause("access_denied_ambiguous",
+          "AWS refused {action} without naming the policy ({error}); candidates: the role {role}'s identity "
+          "policies, the {service} VPC endpoint policy, an SCP, the role's permissions boundary",
+          "Check, in this order: the role's policies (aws iam list-attached-role-policies --role-name {role}), "
+          "the endpoint policy (aws ec2 describe-vpc-endpoints --query 'VpcEndpoints[].PolicyDocument'), the "
+          "organization's SCPs, the role's permissions boundary"),
+    Cause("clock_skew",
+          "The local clock is {skew}: AWS refuses SigV4 signatures more than {limit} off, which breaks {breaks}",
+          "Synchronise the clock with the Amazon Time Sync Service (169.254.169.123; chrony's default on Amazon "
+          "Linux): sudo chronyc makestep, then check chronyc tracking (or timedatectl status)"),
+    Cause("clock_drift",
+          "The local clock is {skew}: still accepted, but AWS refuses SSM signatures beyond 5 minutes",
+          "Check the time service: chronyc tracking (or timedatectl status); the Amazon Time Sync Service is at "
+          "169.254.169.123"),
+    Cause("ssm_not_registered",
+          "SSM accepts this instance's signature and role, but {instance_id} is not registered as a managed node: "
+          "the SSM agent has not registered (not running, hibernating, or started before the fix)",
+          "See the ssm_agent findings; once they are OK: sudo systemctl restart amazon-ssm-agent"),
+    Cause("preferences_unreadable",
+          "The Session Manager preferences (document SSM-SessionManagerRunShell) could not be read ({error}); "
+          "what a session needs (KMS, CloudWatch Logs, S3) was not checked",
+          "Allow ssm:GetDocument on the document SSM-SessionManagerRunShell for the role (it is in "
+          "AmazonSSMManagedInstanceCore) so that vpce-doctor can check what sessions need"),
+    Cause("aws_throttled",
+          "{service} throttled the request ({error})",
+          "Usually transient; if it persists, something in this account calls {service} too often"),
+    Cause("aws_error",
+          "{service} answered with an error ({error})",
+          "Look the error code up in the {service} API reference; the evidence has the request's details"),
+    Cause("aws_bad_answer",
+          "The answer to {action} is not what {service} sends: a proxy, a TLS-inspecting appliance or a fake "
+          "endpoint answered",
+          "Check the proxy settings (HTTPS_PROXY, no_proxy) and what the {service} name resolves to"),
+    Cause("aws_call_blocked",
+          "{action} could not be tried because {blocker} failed",
+          "Fix the {blocker} finding first"),
+    Cause("aws_call_failed",
+          "{action} through the {service} endpoint failed: {error}",
+          "See the dns/reach findings for {service}; if they are OK, check proxies and TLS inspection"),
     # --- resolver and interface endpoints (appended by the resolver/endpoints checks) -----------
     Cause("system_dns_unreachable",
           "The system resolver ({source}, from {path}) does not answer ({error}): programs on this instance "
@@ -250,8 +436,97 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "(centralized) endpoint in another VPC via a private hosted zone, or a stale record",
           "Nothing to fix if a shared endpoint is intended (reach.{service} shows whether it works); otherwise "
           "remove the private hosted zone or record for {host} and create the endpoint in this VPC"),
+    # --- Session Manager preferences -> requirements (checks/session.py) --------------------------
+    Cause("session_kms_endpoint_missing",
+          "The Session Manager preferences encrypt sessions with KMS, but there is no kms interface endpoint "
+          "with Private DNS in this VPC: {host} resolves to {answers}, which the instance cannot reach, so the "
+          "agent cannot call kms:Decrypt and every session fails",
+          "Create the interface endpoint com.amazonaws.{region}.kms with Private DNS in the instance's subnets, "
+          "with a security group that admits TCP 443 from the instance (or remove kmsKeyId from the preferences)",
+          "aws ec2 create-vpc-endpoint --vpc-id {vpc_id} --vpc-endpoint-type Interface --service-name "
+          "com.amazonaws.{region}.kms --subnet-ids {subnet_id} --security-group-ids {sg_id} --private-dns-enabled"),
+    Cause("session_logs_endpoint_missing",
+          "The Session Manager preferences log sessions to CloudWatch Logs, but there is no logs interface "
+          "endpoint with Private DNS in this VPC: {host} resolves to {answers}, which the instance cannot reach; "
+          "the agent waits minutes for logs:DescribeLogGroups before each session, logs nothing, and refuses "
+          "the session when cloudWatchEncryptionEnabled is set",
+          "Create the interface endpoint com.amazonaws.{region}.logs with Private DNS in the instance's subnets, "
+          "with a security group that admits TCP 443 from the instance (or turn CloudWatch logging off)",
+          "aws ec2 create-vpc-endpoint --vpc-id {vpc_id} --vpc-endpoint-type Interface --service-name "
+          "com.amazonaws.{region}.logs --subnet-ids {subnet_id} --security-group-ids {sg_id} --private-dns-enabled"),
+    Cause("session_path_blocked",
+          "{what} needs {service}, and {blocker} failed first",
+          "Fix {blocker} first"),
+    Cause("session_kms_key_other_region",
+          "The Session Manager preferences name the KMS key {key} in {key_region}, but the agent calls KMS in "
+          "{region} (keys are regional; the kms endpoint serves its own region only): kms:Decrypt fails",
+          "Use a KMS key in {region} in the Session Manager preferences (Systems Manager console: Session Manager "
+          "> Preferences > KMS encryption)"),
+    Cause("session_kms_key_not_found",
+          "The KMS key {key} named in the Session Manager preferences does not exist in {region} (or is not "
+          "visible to this account): kms:Decrypt fails and every session ends at once",
+          "Fix kmsKeyId in the Session Manager preferences (Session Manager > Preferences > KMS encryption)"),
+    Cause("session_kms_key_unusable",
+          "The KMS key {key} named in the Session Manager preferences cannot decrypt session keys: {why}",
+          "Enable the key (aws kms enable-key / cancel-key-deletion) or choose a symmetric encryption key in the "
+          "Session Manager preferences"),
+    Cause("session_log_group_missing",
+          "The CloudWatch Logs group {log_group} named in the Session Manager preferences does not exist in "
+          "{region}: {effect}",
+          "Create the log group (with --kms-key-id <key ARN> when cloudWatchEncryptionEnabled is set; the key "
+          "policy must allow logs.{region}.amazonaws.com), or fix cloudWatchLogGroupName in the preferences",
+          "aws logs create-log-group --log-group-name {log_group} --region {region}"),
+    Cause("session_log_group_not_encrypted",
+          "The Session Manager preferences require an encrypted log group (cloudWatchEncryptionEnabled), but "
+          "{log_group} has no KMS key: the agent refuses every session with \"We couldn't start the session "
+          "because encryption is not set up on the selected CloudWatch Logs log group. Either encrypt the log "
+          "group or choose an option to enable logging without encryption.\"",
+          "Associate a KMS key with the log group (its key policy must allow the CloudWatch Logs service "
+          "principal logs.<region>.amazonaws.com), or turn off cloudWatchEncryptionEnabled in the preferences",
+          "aws logs associate-kms-key --log-group-name {log_group} --kms-key-id {key}"),
+    Cause("session_s3_bucket_missing",
+          "The S3 bucket {bucket} named in the Session Manager preferences does not exist: {effect}",
+          "Create the bucket in this region or fix s3BucketName in the Session Manager preferences"),
+    Cause("session_s3_bucket_other_region",
+          "The S3 bucket {bucket} named in the Session Manager preferences is in {bucket_region}, not {region}: "
+          "the S3 gateway endpoint only reaches buckets in its own region, so session logs cannot be uploaded",
+          "Use a bucket in {region} for session logs (Session Manager > Preferences > S3 logging)"),
+    Cause("session_s3_bucket_not_encrypted",
+          "The Session Manager preferences require an encrypted bucket (s3EncryptionEnabled), but {bucket} has "
+          "no default encryption: the agent refuses every session with \"We couldn't start the session because "
+          "encryption is not set up on the selected Amazon S3 bucket. Either encrypt the bucket or choose an "
+          "option to enable logging without encryption.\"",
+          "Turn on default encryption (SSE-S3 or SSE-KMS) for the bucket, or turn off s3EncryptionEnabled",
+          "aws s3api put-bucket-encryption --bucket {bucket} --server-side-encryption-configuration "
+          "'{{\"Rules\":[{{\"ApplyServerSideEncryptionByDefault\":{{\"SSEAlgorithm\":\"AES256\"}}}}]}}'"),
+    Cause("session_access_denied_identity",
+          "{action} is {how} ({error}); the agent needs it for {purpose}",
+          "Allow {actions} on {resource} in the role {role}",
+          "aws iam put-role-policy --role-name {role} --policy-name {policy_name} --policy-document '{policy}'"),
+    Cause("session_access_denied_endpoint_policy",
+          "{action} is {how} ({error}); the agent needs it for {purpose}",
+          "Allow {actions} on {resource} in the {service} endpoint's policy, or reset it to the default "
+          "(full access)",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --reset-policy"),
+    Cause("session_access_denied_other",
+          "{action} is {how} ({error}); the agent needs it for {purpose}",
+          "Allow {actions} on {resource} for the role {role}: check {words} (when AWS does not say which: the "
+          "role's policies, the {service} VPC endpoint policy, the key or bucket policy, a permissions boundary "
+          "and service control policies)"),
+    Cause("session_proof_denied",
+          "Could not prove {what}: {action} is {how} ({error}). The agent does not need {action}; only this "
+          "proof does",
+          "Nothing to fix for sessions; to let vpce-doctor prove it, allow {action} for the role "
+          "(packaging/iam lists the optional permissions)"),
+    Cause("session_proof_failed",
+          "Could not prove {what}: {action} gave no usable answer ({error})",
+          "Check for a proxy or TLS interception in front of the AWS endpoint; run again"),
 ]}
 
+
+# Causes that point at another finding ("fix that first"): a verdict names that finding, not these.
+SYMPTOMS = frozenset({"ssm_agent_endpoints_failing", "ssm_agent_not_accepted", "ssm_agent_waits_for",
+                      "aws_call_blocked"})
 
 _UNFILLED = re.compile(r"\{[a-z_]+\}")
 

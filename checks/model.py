@@ -96,6 +96,8 @@ class Facts:
     public_ipv4: Optional[str] = None
     instance_profile_arn: Optional[str] = None
     security_group_ids: Tuple[str, ...] = ()
+    # The role credentials IMDS hands out (agent/imds.role_credentials): a summary, never the keys.
+    credentials: Mapping[str, Any] = field(default_factory=dict)
     imds_state: str = "skipped"
     imds_cause_code: Optional[str] = None
     imds_error: Optional[str] = None
@@ -148,6 +150,13 @@ class Settings:
     ca_bundle: Optional[str] = None  # extra CA bundle; AWS_CA_BUNDLE is honoured too
     check_ssm_agent: bool = True
     check_ec2_api: bool = True
+    # The SSM agent's files (config ssm_agent:, checks/ssmagent.py); defaults are the agent's own paths.
+    ssm_agent_log_dir: str = "/var/log/amazon/ssm"
+    ssm_agent_data_dir: str = "/var/lib/amazon/ssm"
+    ssm_agent_config_file: str = "/etc/amazon/ssm/amazon-ssm-agent.json"
+    ssm_agent_binaries: Tuple[str, ...] = ("/usr/bin/amazon-ssm-agent", "/snap/amazon-ssm-agent/current/amazon-ssm-agent")
+    ssm_agent_dropin_dirs: Tuple[str, ...] = ("/etc/systemd/system/amazon-ssm-agent.service.d",
+                                              "/etc/systemd/system/snap.amazon-ssm-agent.amazon-ssm-agent.service.d")
 
 
 class Context:

@@ -280,8 +280,13 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
     status = worst([f[0] for f in findings])
     top = next(f for f in findings if f[0] == status)
     more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+    # Names for which programs here (the SSM agent, botocore) get no endpoint address: dependents
+    # that would dial them know the cause before they time out.
+    misled = sorted({d["host"] for d in diffs if d["status"] == "CRITICAL"})
+    if silent and status == Status.CRITICAL:
+        misled = sorted(hostnames)
     return outcome(Finding("resolver.system", status, top[2] + more, evidence=evidence, **top[1]),
-                   data={"nameservers": nameservers, "differences": len(diffs)})
+                   data={"nameservers": nameservers, "differences": len(diffs), "misled_hosts": misled})
 
 
 def _show(answers: Any) -> str:

@@ -264,6 +264,10 @@ def client_error_cause(call: _Call, exc: Any, ev: Dict[str, Any]) -> Tuple[str, 
         return (f"{what}: {status} {code} (redirect to another region)",
                 explain("s3_bucket_other_region", bucket=call.bucket, bucket_region="another region",
                         region=call.region))
+    if code == "RequestTimeTooSkewed":
+        return (f"{what}: RequestTimeTooSkewed (request {err.get('RequestTime', '?')}, S3 {err.get('ServerTime', '?')})",
+                explain("clock_skew", skew=_s3_skew_words(err), limit="15 minutes",
+                        breaks="S3, and SSM (which allows only 5 minutes): Session Manager and Run Command"))
     if code == "NoSuchBucket" or (call.op == "HeadBucket" and status == 404):
         return f"{what}: NoSuchBucket", explain("s3_no_such_bucket", bucket=call.bucket)
     if code in ("NoSuchKey",):
@@ -284,6 +288,20 @@ def client_error_cause(call: _Call, exc: Any, ev: Dict[str, Any]) -> Tuple[str, 
                         endpoint_id=gateway.id if gateway else None))
     return (f"{what}: {status} {code} {message}".rstrip(),
             explain("s3_error", error=f"{status} {code}: {message}".rstrip(": ")))
+
+
+def _s3_skew_words(err: Mapping[str, Any]) -> str:
+    """"N s behind AWS" from RequestTimeTooSkewed's RequestTime (20261202T180000Z) and ServerTime
+    (2026-12-02T18:20:00Z); "off by more than 15 minutes" when they don't parse (a HEAD has no body)."""
+    import calendar
+
+    try:
+        sent = calendar.timegm(time.strptime(str(err["RequestTime"]), "%Y%m%dT%H%M%SZ"))
+        server = calendar.timegm(time.strptime(str(err["ServerTime"]), "%Y-%m-%dT%H:%M:%SZ"))
+    except (KeyError, ValueError):
+        return "off by more than 15 minutes"
+    skew = sent - server
+    return f"{abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} AWS"
 
 
 def transport_text(exc: BaseException) -> str:

@@ -12,10 +12,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from ..report import Report
-from .settings import PublishSettings
 
 log = logging.getLogger("vpce_doctor.publishers")
 
@@ -128,7 +127,7 @@ class AwsPublisher(BoundedPublisher):
                             f"cannot {action}")
 
 
-class _Unavailable:
+class Unavailable:
     """Stands in for a publisher that could not even be built: reports why on every publish."""
 
     def __init__(self, name: str, why: str) -> None:
@@ -140,32 +139,6 @@ class _Unavailable:
 
     def close(self) -> None:
         pass
-
-
-def build_publishers(settings: PublishSettings, state_dir: str, ca_bundle: Optional[str]) -> List[Publisher]:
-    """One publisher per name in ``settings.publishers``, in that order. Never raises: a publisher
-    that cannot be built reports why on each publish (so the daemon runs, and says so)."""
-    from . import cloudwatch, http, inventory, inventory_file, last_report
-
-    factories: Dict[str, Callable[[], Publisher]] = {
-        "last_report": lambda: last_report.LastReportPublisher(settings, state_dir),
-        "inventory": lambda: inventory.InventoryPublisher(settings, ca_bundle),
-        "inventory_file": lambda: inventory_file.InventoryFilePublisher(settings),
-        "cloudwatch": lambda: cloudwatch.CloudWatchPublisher(settings, ca_bundle),
-        "http": lambda: http.HttpPublisher(settings),
-    }
-    built: List[Publisher] = []
-    for name in settings.publishers:
-        factory = factories.get(name)
-        if factory is None:
-            built.append(_Unavailable(name, f"unknown publisher {name!r}; expected one of {', '.join(factories)}"))
-            continue
-        try:
-            built.append(factory())
-        except Exception as exc:  # noqa: BLE001 - never let a publisher take the daemon down
-            log.warning("publisher %s could not start: %s", name, one_line(exc))
-            built.append(_Unavailable(name, f"could not start: {exc.__class__.__name__}: {exc}"))
-    return built
 
 
 # What an AWS call's failure means, in one line. Classified by botocore's exception types and the

@@ -33,6 +33,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from tests.bench.reference import CODE as REFERENCE_CODE
+from tests.bench.reference import python_of, reference_cpu_s
 from tests.lab import lab as labmod
 from tests.lab.processes import REPO_ROOT
 
@@ -220,7 +222,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return 1
             n = last.cycle - first.cycle
             common.update(cycles=last.cycle, complete=complete, stopped_because=why, daemon_exit=exit_code)
-            emit("cpu_s_per_cycle", round((last.cpu - first.cpu) / n, 4), over_cycles=f"2..{last.cycle}", **common)
+            per_cycle = (last.cpu - first.cpu) / n
+            emit("cpu_s_per_cycle", round(per_cycle, 4), over_cycles=f"2..{last.cycle}", **common)
+            # Machines differ: the same figure against a reference measured now, on this machine.
+            reference = reference_cpu_s(python_of(args.agent))
+            emit("reference_cpu_s", round(reference, 4), program=REFERENCE_CODE, **common)
+            emit("cpu_per_cycle_vs_reference", round(per_cycle / reference, 4),
+                 target_ratio=round(TARGETS["cpu_s_per_cycle"] / reference, 4), **common)
             emit("cpu_s_per_cycle_incl_startup", round(last.cpu / last.cycle, 4), **common)
             emit("wall_s_per_cycle", round((last.wall - first.wall) / n, 4), **common)
             emit("rss_mb_first", round(first.rss, 2), **common)

@@ -6,18 +6,24 @@ It is started with argv[0] ``/usr/bin/amazon-ssm-agent`` and names itself ``amaz
 address that accepts TCP 443 among those the instance would resolve for the service name (given
 by the lab, so no DNS timing is involved), with a TLS handshake as the real agent does, and
 reconnects when dropped (backing off, bounded). ``--mode not_connected`` runs and connects nowhere,
-like an agent started before the endpoints existed. ``<state>/ssm-agent.json`` says what it holds;
-``"ready": true`` once every service had its first try.
+like an agent started before the endpoints existed. ``<status-dir>/ssm-agent.json`` says what it
+holds; ``"ready": true`` once every service had its first try. ``--user NAME`` drops to that user
+once set up (as an agent whose unit says ``User=``); the status dir is then written through a
+descriptor opened before, so the user needs no way into the lab's state dir. Its environment
+(proxy variables) is what the lab starts it with.
 
 Only the standard library: argv[0] is not the interpreter, so the venv is not on sys.path.
 
-    python -m tests.lab.fake_ssm_agent --state-dir DIR --mode running --ca DIR/ca.pem \\
+    python -m tests.lab.fake_ssm_agent --status-dir DIR --mode running --ca DIR/ca.pem [--user nobody] \\
         --target ssm=ssm.us-east-1.amazonaws.com=10.0.1.101,10.0.2.101 ...
 """
 from __future__ import annotations
 
 import argparse
+import encodings.idna  # noqa: F401 - loaded now: after --user drops root the stdlib may not be readable
 import json
+import os
+import pwd
 import socket
 import ssl
 import threading
@@ -31,8 +37,8 @@ BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
 
 
 class Agent:
-    def __init__(self, state_dir: Path, ca: Optional[str], targets: List[Tuple[str, str, List[str]]]) -> None:
-        self.status_path = state_dir / "ssm-agent.json"
+    def __init__(self, status_dir: Path, ca: Optional[str], targets: List[Tuple[str, str, List[str]]]) -> None:
+        self.dir_fd = os.open(str(status_dir), os.O_RDONLY | os.O_DIRECTORY)
         self.context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
         self.targets = targets
         self.connected: Dict[str, Optional[str]] = {name: None for name, _, _ in targets}
@@ -42,9 +48,10 @@ class Agent:
     def write_status(self) -> None:
         with self.lock:
             status = {"ready": all(self.first_try_done.values()), "connected": dict(self.connected)}
-            tmp = self.status_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(status))
-            tmp.replace(self.status_path)
+            fd = os.open("ssm-agent.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=self.dir_fd)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(status))
+            os.replace("ssm-agent.tmp", "ssm-agent.json", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
 
     def connect(self, host: str, ips: List[str]) -> Optional[Tuple[str, socket.socket]]:
         for ip in ips:
@@ -99,7 +106,8 @@ class Agent:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="amazon-ssm-agent stand-in")
-    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--status-dir", type=Path, required=True)
+    parser.add_argument("--user", help="run as this user once set up (default: stay root)")
     parser.add_argument("--mode", choices=("running", "not_connected"), default="running")
     parser.add_argument("--ca")
     parser.add_argument("--target", action="append", default=[], help="service=hostname=ip,ip")
@@ -112,7 +120,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     for spec in args.target:
         name, host, ips = spec.split("=", 2)
         targets.append((name, host, [ip for ip in ips.split(",") if ip]))
-    agent = Agent(args.state_dir, args.ca, targets if args.mode == "running" else [])
+    agent = Agent(args.status_dir, args.ca, targets if args.mode == "running" else [])
+    if args.user and args.user != "root":
+        entry = pwd.getpwnam(args.user)
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
     if args.mode == "not_connected":
         agent.write_status()
         threading.Event().wait()  # run, hold nothing

@@ -77,14 +77,36 @@ def metadata(world: Dict[str, Any], ids: Dict[str, Any]) -> Dict[str, str]:
     if profile.get("attached", True):
         role = ids.get("role_name") or profile.get("role", "SSMInstanceRole")
         creds = ids["credentials"]
-        md["meta-data/iam/info"] = json.dumps({
+        # The instance profile itself is fine in both cases below: iam/info says Success.
+        md["meta-data/iam/info"] = ec2_json({
             "Code": "Success", "LastUpdated": _now(), "InstanceProfileArn": ids["instance_profile_arn"],
-            "InstanceProfileId": "AIPA" + ids["instance_id"][2:].upper().ljust(17, "X")[:17]}, indent=2)
-        md[f"meta-data/iam/security-credentials/{role}"] = json.dumps({
-            "Code": "Success", "LastUpdated": _now(), "Type": "AWS-HMAC",
-            "AccessKeyId": creds["AccessKeyId"], "SecretAccessKey": creds["SecretAccessKey"],
-            "Token": creds["Token"], "Expiration": creds["Expiration"]}, indent=2)
+            "InstanceProfileId": "AIPA" + ids["instance_id"][2:].upper().ljust(17, "X")[:17]})
+        if not profile.get("trusts_ec2", True):
+            # EC2 could not assume the role (its trust policy lacks ec2.amazonaws.com): a 200 whose
+            # document says so (IAM user guide, troubleshoot_iam-ec2.html#troubleshoot_iam-ec2_errors-info-doc;
+            # the wording as IMDS serves it, e.g. awslabs/smithy-rs imds credentials tests).
+            md[f"meta-data/iam/security-credentials/{role}"] = ec2_json({
+                "Code": "AssumeRoleUnauthorizedAccess",
+                "Message": f"EC2 cannot assume the role {role}.  Please see documentation at "
+                           "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_iam-ec2.html"
+                           "#troubleshoot_iam-ec2_errors-info-doc.",
+                "LastUpdated": _now()})
+        else:
+            expiration = creds["Expiration"]
+            if profile.get("credentials_expired", False):
+                # Credentials EC2 stopped refreshing: an Expiration in the past (the AWS layer refuses the token).
+                expiration = datetime.fromtimestamp(time.time() - 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            md[f"meta-data/iam/security-credentials/{role}"] = ec2_json({
+                "Code": "Success", "LastUpdated": _now(), "Type": "AWS-HMAC",
+                "AccessKeyId": creds["AccessKeyId"], "SecretAccessKey": creds["SecretAccessKey"],
+                "Token": creds["Token"], "Expiration": expiration})
     return md
+
+
+def ec2_json(fields: Dict[str, str]) -> str:
+    """IMDS's own JSON layout (two-space indent, ``"Key" : "value"``), as EC2 serves these documents."""
+    lines = [f"  {json.dumps(k)} : {json.dumps(v)}" for k, v in fields.items()]
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def listing(md: Dict[str, str], directory: str) -> Optional[str]:

@@ -12,11 +12,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import yaml
 
-from . import certs, dns, firewall, topology
+from . import agent_files, certs, dns, firewall, topology
 from .processes import (REPO_ROOT, Launcher, LabError, file_says, netns_pids, recorded_pids, tcp_ready,
                         terminate, wait_until)
 from .scenario import Scenario, load
@@ -96,8 +96,8 @@ def _build(names: Names, world: World, aws: str) -> None:
     state.chmod(0o700)
     world_path = world.write(state)
     _, cert, key = certs.write(state, (s.hostname for s in world.services))
-    if sc.agent_config is not None:
-        (state / "agent.yaml").write_text(yaml.safe_dump(dict(sc.agent_config), sort_keys=False))
+    agent_files.setup(state, sc.ssm_agent, sc.region)
+    (state / "agent.yaml").write_text(yaml.safe_dump(_agent_yaml(state, sc.agent_config), sort_keys=False))
     (state / "lab.json").write_text(json.dumps({
         "lab": names.lab, "scenario": sc.name, "source": str(sc.source) if sc.source else None, "aws": aws,
         "namespaces": list(names.namespaces)}, indent=1))
@@ -139,7 +139,8 @@ def _write_instance_etc(names: Names, world: World) -> None:
     """`ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc/*: the instance's own DNS config."""
     etc = names.etc_dir(names.instance_ns)
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "resolv.conf").write_text(f"# vpce-doctor lab: the Amazon resolver\nnameserver {RESOLVER_IPS[0]}\n"
+    servers = "".join(f"nameserver {ip}\n" for ip in world.scenario.resolv_conf_nameservers)
+    (etc / "resolv.conf").write_text(f"# vpce-doctor lab (the Amazon resolver is {RESOLVER_IPS[0]})\n{servers}"
                                      "options timeout:2 attempts:2\n")
     hostname = f"ip-{INSTANCE_IP.replace('.', '-')}"
     lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback",
@@ -148,20 +149,32 @@ def _write_instance_etc(names: Names, world: World) -> None:
     (etc / "hosts").write_text("\n".join(lines) + "\n")
 
 
+def _agent_yaml(state: Path, scenario_config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The scenario's agent_config with the fake agent's paths as ``ssm_agent:`` (its keys win)."""
+    config = dict(scenario_config or {})
+    config["ssm_agent"] = {**agent_files.config_section(state), **dict(config.get("ssm_agent") or {})}
+    return config
+
+
 def _start_fake_ssm_agent(launcher: Launcher, names: Names, world: World) -> None:
+    spec = world.scenario.ssm_agent
     targets = [f"{s.name}={s.hostname}={','.join(world.instance_answers(s.name))}"
                for s in world.services if s.name in SSM_AGENT_SERVICES]
-    mode = "running" if world.scenario.ssm_agent == "running" else "not_connected"
-    argv = [sys.executable, "-m", "tests.lab.fake_ssm_agent", "--state-dir", str(launcher.state_dir),
-            "--mode", mode, "--ca", str(launcher.state_dir / "ca.pem")]
+    mode = "running" if spec.state == "running" else "not_connected"
+    argv = [sys.executable, "-m", "tests.lab.fake_ssm_agent", "--status-dir",
+            str(agent_files.paths(launcher.state_dir)["run"]), "--mode", mode, "--user", spec.user,
+            "--ca", str(launcher.state_dir / "ca.pem")]
     argv += [a for t in targets for a in ("--target", t)]
-    launcher.start("amazon-ssm-agent", names.instance_ns, argv, argv0="/usr/bin/amazon-ssm-agent")
+    # Its environment is its unit's: no proxies of the host, the scenario's (a drop-in) instead.
+    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
+    env.update(spec.environment)
+    launcher.start("amazon-ssm-agent", names.instance_ns, argv, argv0="/usr/bin/amazon-ssm-agent", env=env)
 
 
 def _ssm_agent_ready(state: Path) -> Callable[[], bool]:
     def probe() -> bool:
         try:
-            return bool(json.loads((state / "ssm-agent.json").read_text()).get("ready"))
+            return bool(json.loads((agent_files.paths(state)["run"] / "ssm-agent.json").read_text()).get("ready"))
         except (OSError, ValueError):
             return False
     return probe
@@ -178,6 +191,7 @@ def down(name: Optional[str] = None) -> bool:
         if Path("/run/netns", ns).exists():
             pids.update(netns_pids(ns))
     terminate(pids)
+    agent_files.unmount(names.state_dir)  # before rmtree: never delete through a mount point
     topology.delete(names)
     for ns in names.namespaces:
         shutil.rmtree(names.etc_dir(ns), ignore_errors=True)

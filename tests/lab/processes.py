@@ -89,13 +89,14 @@ class Launcher:
     def log_path(self, label: str) -> Path:
         return self.log_dir / f"{label}.log"
 
-    def start(self, label: str, netns: str, argv: Sequence[str], argv0: Optional[str] = None) -> subprocess.Popen:
+    def start(self, label: str, netns: str, argv: Sequence[str], argv0: Optional[str] = None,
+              env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+        """``env``: the whole environment (default: ours)."""
         cmd = ["ip", "netns", "exec", netns]
-        env = None
         if argv0:  # bash's exec -a sets argv[0], e.g. so psutil sees "amazon-ssm-agent"
             cmd += ["bash", "-c", 'exec -a "$0" "$@"', argv0]
             # Python finds its stdlib from argv[0]; with a foreign one it must be told (stdlib only).
-            env = dict(os.environ, PYTHONHOME=sys.base_prefix)
+            env = dict(os.environ if env is None else env, PYTHONHOME=sys.base_prefix)
         cmd += list(argv)
         with open(self.log_path(label), "ab") as log:
             proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -14,11 +14,20 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
+from . import fake_agent_spec as agent_spec
+from .fake_agent_spec import AgentSpec
+
 DEFAULT_SERVICES = ("ssm", "ec2messages", "ssmmessages")
 AZ_LETTERS = ("a", "b", "c")
 ENDPOINT_STATES = ("available", "pending", "pendingAcceptance", "rejected", "failed", "deleting", "expired")
 INTERNET_MODES = ("none", "igw", "nat")
 IMDS_MODES = ("ok", "disabled", "token_403", "hop_limit")
+ENDPOINT_POLICIES = ("allow", "deny", "no_allow")
+SESSION_RESOURCE_STATES = {"log_group": ("present", "missing", "unencrypted"), "kms_key": ("present", "missing"),
+                           "bucket": ("present", "missing", "unencrypted")}
+# The preference naming each resource (session_resources.<kind> needs it set).
+SESSION_RESOURCE_INPUTS = {"log_group": "cloudWatchLogGroupName", "kms_key": "kmsKeyId", "bucket": "s3BucketName"}
+MAX_CLOCK_OFFSET_S = 86400
 SSM_AGENT_MODES = ("running", "stopped", "not_connected")
 STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 VERDICT_STATES = ("works", "broken")
@@ -30,6 +39,7 @@ ALLOWED_NETS = tuple(ipaddress.ip_network(n) for n in
                      ("10.0.0.0/16", "127.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24"))
 PUBLIC_IP_NET = ipaddress.ip_network("203.0.113.0/24")
 
+_IAM_ACTION_RE = re.compile(r"^(\*|[a-z0-9-]+:[A-Za-z0-9*?]+)$")
 _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)*$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
@@ -47,6 +57,7 @@ class Endpoint:
     azs: Tuple[str, ...] = ("a", "b")
     unreachable_azs: Tuple[str, ...] = ()
     state: str = "available"
+    policy: str = "allow"  # the endpoint policy: allow | deny (explicit deny) | no_allow (allows nothing)
 
 
 @dataclass(frozen=True)
@@ -90,16 +101,24 @@ class Scenario:
     s3_gateway_endpoint: bool = True
     s3_route: bool = True
     s3_policy_allows: bool = True
+    s3_policy: str = "allow"  # the gateway endpoint policy: allow | deny | no_allow (policy_allows false = deny)
     bucket: Bucket = Bucket()
     public_ip: Optional[str] = None
     profile_attached: bool = True
     profile_s3_permission: bool = True
+    profile_denied_actions: Tuple[str, ...] = ()  # IAM action patterns no identity-based policy allows
+    profile_trusts_ec2: bool = True
+    profile_credentials_expired: bool = False
+    aws_clock_offset_s: int = 0  # AWS's clock = the lab host's + this
+    session_preferences: Optional[Mapping[str, Any]] = None  # SSM-SessionManagerRunShell inputs; None: no document
+    session_resources: Mapping[str, str] = field(default_factory=dict)  # kind -> present|missing|unencrypted
     internet: str = "none"
     imds: str = "ok"
     etc_hosts: Mapping[str, str] = field(default_factory=dict)
+    resolv_conf_nameservers: Tuple[str, ...] = ("10.0.0.2",)  # the instance's /etc/resolv.conf
     resolver_latency_ms: int = 0
     stale_answers: Mapping[str, StaleAnswer] = field(default_factory=dict)
-    ssm_agent: str = "running"
+    ssm_agent: AgentSpec = AgentSpec()  # compares equal to its state string ("running", ...)
     agent_config: Optional[Mapping[str, Any]] = None
     extra_interface_endpoints: int = 0
     expect: Expect = Expect()
@@ -222,6 +241,9 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
     s3_gateway = s3.boolean("gateway_endpoint", True)
     s3_route = s3.boolean("route", True)
     s3_policy = s3.boolean("policy_allows", True)
+    s3_policy_mode = s3.string("policy", "allow" if s3_policy else "deny", choices=ENDPOINT_POLICIES) or "allow"
+    if not s3_policy and s3_policy_mode != "deny":
+        s3.fail("policy", f"{s3_policy_mode} contradicts policy_allows: false (an explicit deny); set only one")
     s3.finish()
 
     b = top.section("bucket")
@@ -240,6 +262,9 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
     prof = inst.section("profile")
     attached = prof.boolean("attached", True)
     s3_permission = prof.boolean("s3_permission", True)
+    denied_actions = _denied_actions(prof)
+    trusts_ec2 = prof.boolean("trusts_ec2", True)
+    credentials_expired = prof.boolean("credentials_expired", False)
     prof.finish()
     inst.finish()
 
@@ -253,9 +278,18 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
 
     stale = _stale_answers(top.section("stale_answers"), {e.service for e in endpoints})
 
+    nameservers = top.raw("resolv_conf_nameservers", ["10.0.0.2"])
+    if not isinstance(nameservers, list) or not 1 <= len(nameservers) <= 3:
+        top.fail("resolv_conf_nameservers", f"expected a list of 1-3 IPv4 addresses (glibc reads three), "
+                                            f"got {_show(nameservers)}")
+    resolv_conf = tuple(_address(top, "resolv_conf_nameservers", ip) for ip in nameservers)
+
     agent_config = top.raw("agent_config", None)
     if agent_config is not None and not isinstance(agent_config, dict):
         top.fail("agent_config", f"expected a mapping (a vpce-doctor config), got {_show(agent_config)}")
+
+    preferences = _session_preferences(top)
+    resources = _session_resources(top.section("session_resources"), preferences)
 
     sc = top.section("scale")
     implicit_ec2 = 0 if any(e.service == "ec2" for e in endpoints) else 1  # see world.build
@@ -267,14 +301,20 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
         enable_dns_support=dns_support, enable_dns_hostnames=dns_hostnames, endpoints=endpoints,
         endpoint_sg_inbound_443=top.boolean("endpoint_sg_inbound_443", True),
         instance_sg_outbound_443=top.boolean("instance_sg_outbound_443", True),
-        s3_gateway_endpoint=s3_gateway, s3_route=s3_route, s3_policy_allows=s3_policy,
+        s3_gateway_endpoint=s3_gateway, s3_route=s3_route, s3_policy_allows=s3_policy_mode == "allow",
+        s3_policy=s3_policy_mode,
         bucket=bucket, public_ip=public_ip, profile_attached=attached, profile_s3_permission=s3_permission,
+        profile_denied_actions=denied_actions, profile_trusts_ec2=trusts_ec2,
+        profile_credentials_expired=credentials_expired,
+        aws_clock_offset_s=top.integer("aws_clock_offset_s", 0, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S) or 0,
+        session_preferences=preferences, session_resources=resources,
         internet=top.string("internet", "none", choices=INTERNET_MODES) or "none",
         imds=top.string("imds", "ok", choices=IMDS_MODES) or "ok",
         etc_hosts=etc_hosts,
+        resolv_conf_nameservers=resolv_conf,
         resolver_latency_ms=top.integer("resolver_latency_ms", 0, 0, 5000) or 0,
         stale_answers=stale,
-        ssm_agent=top.string("ssm_agent", "running", choices=SSM_AGENT_MODES) or "running",
+        ssm_agent=_ssm_agent(top),
         agent_config=agent_config,
         extra_interface_endpoints=extra,
         expect=_expect(top.section("expect")),
@@ -282,6 +322,12 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
     )
     top.finish()
     return scenario
+
+
+def _ssm_agent(top: _Section) -> AgentSpec:
+    def fail(sub: str, problem: str) -> None:
+        top.fail("ssm_agent" + (f".{sub}" if sub else ""), problem)
+    return agent_spec.parse(top.raw("ssm_agent", None), fail)
 
 
 def _endpoints(sec: _Section) -> Tuple[Endpoint, ...]:
@@ -307,13 +353,51 @@ def _endpoints(sec: _Section) -> Tuple[Endpoint, ...]:
         given[service] = Endpoint(service=service, present=present,
                                   private_dns=ep.boolean("private_dns", True), azs=azs,
                                   unreachable_azs=unreachable,
-                                  state=ep.string("state", "available", choices=ENDPOINT_STATES) or "available")
+                                  state=ep.string("state", "available", choices=ENDPOINT_STATES) or "available",
+                                  policy=ep.string("policy", "allow", choices=ENDPOINT_POLICIES) or "allow")
         ep.finish()
         if service not in order:
             order.append(service)
     if len(order) > MAX_SERVICES:
         sec.fail(None, f"at most {MAX_SERVICES} interface endpoint services, got {len(order)}")
     return tuple(given.get(s, Endpoint(s)) for s in order)
+
+
+def _denied_actions(sec: _Section) -> Tuple[str, ...]:
+    value = sec.raw("denied_actions", [])
+    if not isinstance(value, list):
+        sec.fail("denied_actions", f"expected a list of IAM actions like ssm:* or s3:PutObject, got {_show(value)}")
+    for action in value:
+        if not isinstance(action, str) or not _IAM_ACTION_RE.match(action):
+            sec.fail("denied_actions", f"expected IAM actions like ssm:*, kms:Decrypt or s3:PutObject, "
+                                       f"got {_show(action)}")
+    return tuple(value)
+
+
+def _session_preferences(top: _Section) -> Optional[Dict[str, Any]]:
+    """``none`` (the default: no SSM-SessionManagerRunShell document) or its inputs, typed strictly."""
+    value = top.raw("session_preferences", "none")
+    if value is None or value == "none":
+        return None
+    if not isinstance(value, dict):
+        top.fail("session_preferences", f"expected none or a mapping of the document's inputs, got {_show(value)}")
+    from .aws.session_prefs import input_problems  # botocore-heavy: only for scenarios that use it
+
+    for name, problem in input_problems(value):
+        top.fail(f"session_preferences.{name}", problem)
+    return dict(value)
+
+
+def _session_resources(sec: _Section, preferences: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for kind, states in SESSION_RESOURCE_STATES.items():
+        state = sec.string(kind, "present", choices=states) or "present"
+        if state != "present" and not (preferences or {}).get(SESSION_RESOURCE_INPUTS[kind]):
+            sec.fail(kind, f"the preferences name no such resource (set session_preferences."
+                           f"{SESSION_RESOURCE_INPUTS[kind]})")
+        out[kind] = state
+    sec.finish()
+    return out
 
 
 def _az_list(sec: _Section, key: str, default: Tuple[str, ...]) -> Tuple[str, ...]:

@@ -109,6 +109,7 @@ class Service:
     state: str
     enis: Tuple[Eni, ...]  # empty when the endpoint is not present
     answers: Tuple[str, ...]  # what the Amazon resolver answers for hostname
+    policy: str = "allow"  # the endpoint policy (scenario endpoints.<svc>.policy)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,9 @@ class World:
         svc = next(s for s in self.services if s.name == service)
         if svc.hostname in self.scenario.etc_hosts:
             return (self.scenario.etc_hosts[svc.hostname],)
+        # glibc asks the resolv.conf nameservers in turn: only the Amazon resolver answers in the lab.
+        if not any(ns in RESOLVER_IPS for ns in self.scenario.resolv_conf_nameservers):
+            return ()
         return svc.answers if self.scenario.enable_dns_support else ()
 
     def to_json(self, state_dir: Path) -> Dict[str, Any]:
@@ -180,19 +184,26 @@ class World:
             "enable_dns_support": sc.enable_dns_support, "enable_dns_hostnames": sc.enable_dns_hostnames,
             "interface_endpoints": [
                 {"service": s.name, "hostname": s.hostname, "private_dns": s.private_dns, "state": s.state,
-                 "enis": [{"az": e.az, "ip": e.ip} for e in s.enis]}
+                 "enis": [{"az": e.az, "ip": e.ip} for e in s.enis], "policy": s.policy}
                 for s in self.services if s.present],
             "public_service_ips": {s.hostname: s.public_ip for s in self.services},
             "endpoint_sg_inbound_443": sc.endpoint_sg_inbound_443,
             "instance_sg_outbound_443": sc.instance_sg_outbound_443,
             "s3": {"gateway_endpoint": sc.s3_gateway_endpoint, "route": sc.s3_route, "ips": list(S3_IPS),
-                   "prefix_list_cidrs": [S3_PREFIX_LIST], "policy_allows": sc.s3_policy_allows},
+                   "prefix_list_cidrs": [S3_PREFIX_LIST], "policy_allows": sc.s3_policy_allows,
+                   "policy": sc.s3_policy},
             "bucket": {"name": sc.bucket.name, "region": sc.bucket.region, "key": sc.bucket.key,
                        "body": sc.bucket.body},
             "instance": {"public_ip": sc.public_ip,
                          "profile": {"attached": sc.profile_attached, "role": ROLE_NAME,
-                                     "s3_permission": sc.profile_s3_permission}},
+                                     "s3_permission": sc.profile_s3_permission,
+                                     "denied_actions": list(sc.profile_denied_actions),
+                                     "trusts_ec2": sc.profile_trusts_ec2,
+                                     "credentials_expired": sc.profile_credentials_expired}},
             "internet": sc.internet,
+            "aws_clock_offset_s": sc.aws_clock_offset_s,
+            "session_preferences": dict(sc.session_preferences) if sc.session_preferences is not None else None,
+            "session_resources": dict(sc.session_resources),
             "listen_ips": list(self.listen_ips),
             "cert": str(state_dir / "server.pem"), "key": str(state_dir / "server.key"),
         }
@@ -227,7 +238,7 @@ def build(scenario: Scenario, lab_name: str) -> World:
             answers = (answers + stale.ips) if stale.keep_real else stale.ips
         services.append(Service(name=ep.service, index=index, hostname=service_hostname(ep.service, scenario.region),
                                 public_ip=public, present=ep.present, private_dns=ep.private_dns, state=ep.state,
-                                enis=enis, answers=tuple(dict.fromkeys(answers))))
+                                enis=enis, answers=tuple(dict.fromkeys(answers)), policy=ep.policy))
     world = World(scenario=scenario, lab_name=lab_name, services=tuple(services),
                   stale_ips=tuple(dict.fromkeys(ip for s in scenario.stale_answers.values() for ip in s.ips)))
     _check_stale(world)

@@ -193,7 +193,10 @@ class FakeAws:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 fake.requests.append((self.command, self.path, headers))
                 status, out_headers, out = responder(self.command, self.path, headers, body)
-                self.send_response(status)
+                if any(k.lower() == "date" for k in out_headers):
+                    self.send_response_only(status)  # the responder's own clock (no second Date)
+                else:
+                    self.send_response(status)
                 for k, v in out_headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(out)))

@@ -417,8 +417,9 @@ def test_static_facts_are_asked_once_the_rest_every_time(remembering: None) -> N
     assert len(asked_second) < len(asked_first)
     again = {p.rsplit("/meta-data/", 1)[-1] for p in asked_second}
     mac_paths = {p.replace(MAC, "{mac}") for p in again}
+    # The role's credentials too: the SSM agent gets fresh ones from IMDS, so they are asked each time.
     assert mac_paths == {"public-ipv4", "iam/info", "network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks",
-                         "network/interfaces/macs/{mac}/security-group-ids"}, again
+                         "network/interfaces/macs/{mac}/security-group-ids", "iam/security-credentials/"}, again
 
 
 def test_changeable_facts_follow_imds(remembering: None) -> None:

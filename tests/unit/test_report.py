@@ -57,7 +57,7 @@ def test_ec2messages_broken_is_noted_for_old_agents():
     f = healthy()
     f["dns.ec2messages"] = bad("dns.ec2messages", code="private_dns_disabled")
     sm = v(f)["session_manager"]
-    assert sm.status == "works" and "3.3.40.0" in sm.reason
+    assert sm.status == "works" and "3.1.821.0" in sm.reason  # the release notes: ssmmessages carries commands from 3.1.821.0
 
 
 def test_degraded_az_still_works_but_says_so():
@@ -120,3 +120,61 @@ def test_isolation_untestable_without_dns_is_unknown_not_broken():
     out = v(f)
     assert out["isolation"].status == "unknown" and "resolver" in out["isolation"].reason
     assert out["session_manager"].status == "broken"
+
+
+def accepted() -> dict:
+    """healthy() plus the checks that prove AWS accepts the instance."""
+    out = healthy()
+    for fid in ("iam.credentials", "clock", "auth.ssm", "ssm.preferences", "session.requirements",
+                "ssm_agent.log", "ssm_agent.version"):
+        out[fid] = Finding(fid, Status.OK, "fine")
+    return out
+
+
+def test_acceptance_breaks_the_ssm_verdicts_not_s3():
+    f = accepted()
+    f["auth.ssm"] = bad("auth.ssm", code="access_denied_identity_policy")
+    out = v(f)
+    assert out["session_manager"].status == "broken" and "auth.ssm" in out["session_manager"].reason
+    assert out["run_command"].status == "broken" and out["s3_gateway"].status == "works"
+
+
+def test_root_causes_first_and_each_cause_once():
+    f = accepted()
+    f["auth.ssm"] = bad("auth.ssm", code="clock_skew")
+    f["clock"] = bad("clock", code="clock_skew")
+    f["ssm_agent"] = bad("ssm_agent", Status.WARNING, code="ssm_agent_not_accepted")  # a symptom
+    reason = v(f)["session_manager"].reason
+    assert reason.startswith("broken because clock:") and "auth.ssm" not in reason and "ssm_agent" not in reason
+
+
+def test_session_needs_break_session_manager_only():
+    f = accepted()
+    f["session.kms"] = bad("session.kms", code="session_kms_endpoint_missing")
+    out = v(f)
+    assert out["session_manager"].status == "broken" and "session.kms" in out["session_manager"].reason
+    assert out["run_command"].status == "works"
+
+
+def _system_dns(host: str) -> Finding:
+    return Finding("resolver.system", Status.CRITICAL, "pinned", cause_code="system_dns_differs",
+                   evidence={"differences": [{"host": host, "status": "CRITICAL"}]})
+
+
+def test_what_the_agent_resolves_counts_per_service():
+    f = accepted()
+    f["resolver.system"] = _system_dns("ssmmessages.us-east-1.amazonaws.com")
+    out = v(f)
+    assert out["session_manager"].status == "broken" and "resolver.system" in out["session_manager"].reason
+    assert out["run_command"].status == "works" and "ec2messages" in out["run_command"].reason
+    f["resolver.system"] = _system_dns("s3.us-east-1.amazonaws.com")
+    out = v(f)
+    assert out["session_manager"].status == "works" and out["s3_gateway"].status == "broken"
+
+
+def test_s3_breaks_only_beyond_fifteen_minutes():
+    f = accepted()
+    f["clock"] = Finding("clock", Status.CRITICAL, "420 s behind", cause_code="clock_skew", evidence={"skew_s": -420})
+    assert v(f)["s3_gateway"].status == "works" and v(f)["session_manager"].status == "broken"
+    f["clock"] = Finding("clock", Status.CRITICAL, "1200 s ahead", cause_code="clock_skew", evidence={"skew_s": 1200})
+    assert v(f)["s3_gateway"].status == "broken"

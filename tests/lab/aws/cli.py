@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from .layer import AwsLayer, LayerOptions, parse_address
 from .world import World, WorldError
@@ -38,6 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             key=args.key,
             fleet_size=args.fleet_size,
             managed_instances=_managed_instances(args.managed_instance, args.fleet_file),
+            endpoint_listen=[_endpoint_listen(a) for a in args.endpoint_listen],
         )
     except (OSError, ValueError, WorldError) as exc:
         print(f"aws-layer: {exc}", file=sys.stderr)
@@ -79,8 +80,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="JSON list of instance ids (or one per line) to register with SSM")
     parser.add_argument("--managed-instance", action="append", default=[], metavar="INSTANCE_ID",
                         help="register this instance id with SSM too (repeatable)")
+    parser.add_argument("--endpoint-listen", action="append", default=[], metavar="SVC=HOST:PORT",
+                        help="listen here too, as an ENI of SVC's interface endpoint (its policy applies)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
+
+
+def _endpoint_listen(text: str) -> Tuple[str, Tuple[str, int]]:
+    service, sep, address = text.partition("=")
+    if not sep or not service:
+        raise ValueError(f"--endpoint-listen {text!r}: expected SVC=HOST:PORT")
+    return service, parse_address(address)
 
 
 def _managed_instances(ids: List[str], fleet_file: Optional[Path]) -> List[str]:

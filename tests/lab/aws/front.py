@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -39,8 +40,9 @@ class Front:
     """Starts and stops the HTTPS listeners; forwards what no interceptor answers to ``upstream``."""
 
     def __init__(self, addresses: Sequence[Address], cert: str, key: str, upstream: Address,
-                 interceptors: Sequence[Interceptor] = ()) -> None:
+                 interceptors: Sequence[Interceptor] = (), clock_offset_s: float = 0.0) -> None:
         self._addresses = list(addresses)
+        self.clock_offset_s = clock_offset_s  # AWS's clock = this host's + offset (every reply's Date)
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._context.load_cert_chain(cert, key)
@@ -157,7 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if body is None:
             return
-        request = Request(self.command, self.path, tuple(self.headers.items()), body)
+        local_ip = self.connection.getsockname()[0]
+        request = Request(self.command, self.path, tuple(self.headers.items()), body, local_ip=local_ip)
         try:
             reply = self.server.front.answer(request)
         except Exception:  # a bug in an interceptor must not kill the connection silently
@@ -201,11 +204,11 @@ class _Handler(BaseHTTPRequestHandler):
         head = self.command == "HEAD"
         self.send_response_only(reply.status)
         names = {name.lower() for name, _ in reply.headers}
-        if "date" not in names:
-            self.send_header("Date", formatdate(usegmt=True))
+        # Every answer carries AWS's clock (moto's own Date is this host's): clients compare against it.
+        self.send_header("Date", formatdate(time.time() + self.server.front.clock_offset_s, usegmt=True))
         for name, value in reply.headers:
-            if name.lower() == "content-length" and not head:
-                continue  # recomputed below from the body actually sent
+            if name.lower() == "content-length" and not head or name.lower() == "date":
+                continue  # Content-Length is recomputed below from the body actually sent
             self.send_header(name, value)
         if reply.status not in NO_BODY_STATUSES and not (head and "content-length" in names):
             self.send_header("Content-Length", str(0 if head else len(reply.body)))

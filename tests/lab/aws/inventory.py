@@ -241,10 +241,16 @@ class InventoryService:
 
     def _require_instance(self, instance_id: str) -> None:
         if instance_id not in self._instances:
-            # What the service says when the node is not a managed instance of the account.
-            raise InventoryError("InvalidInstanceId",
-                                 f"Instance Id {instance_id} is not a managed instance of account "
-                                 f"{self._account_id}: SSM Agent is not registered or not running.")
+            raise InventoryError("InvalidInstanceId", self.not_managed_message(instance_id))
+
+    def is_registered(self, instance_id: str) -> bool:
+        with self._lock:
+            return instance_id in self._instances
+
+    def not_managed_message(self, instance_id: str) -> str:
+        """What the service says when the node is not a managed instance of the account."""
+        return (f"Instance Id {instance_id} is not a managed instance of account {self._account_id}: "
+                "SSM Agent is not registered or not running.")
 
     def _types_of(self, instance_id: str) -> Dict[str, StoredItem]:
         """The instance's stored items plus AWS:InstanceInformation, which SSM keeps for every

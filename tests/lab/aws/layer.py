@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .authz import Authorizer
 from .front import Address, Front, Interceptor
 from .inventory import OPERATIONS, InventoryError, InventoryService, ManagedInstance
 from .protocol import Reply, Request, json_error, json_reply
 from .s3_policy import S3Policy
-from .seed import ACCOUNT_ID, AwsIds, InstanceIdentity, ec2_backend, seed
+from .seed import ACCOUNT_ID, ADMIN_KEY, AwsIds, InstanceIdentity, ec2_backend, seed
+from .session_prefs import SsmInstanceApi, seed_resources
 from .world import World
 
 log = logging.getLogger("vpce_lab.aws")
@@ -31,6 +33,9 @@ class LayerOptions:
     key: Optional[str] = None
     fleet_size: int = 0                        # extra instances to launch and register with SSM
     managed_instances: Sequence[str] = field(default_factory=tuple)  # ids registered with SSM as-is
+    # (service, address): listen there too, as if the address were an ENI of that service's endpoint
+    # (loopback tests of endpoint policies).
+    endpoint_listen: Sequence[Tuple[str, Address]] = field(default_factory=tuple)
 
 
 class AwsLayer:
@@ -44,6 +49,7 @@ class AwsLayer:
         self._moto: Any = None
         self._moto_started = False
         self._front: Optional[Front] = None
+        self.session_resources: dict = {}
 
     def start(self) -> AwsIds:
         from moto.server import ThreadedMotoServer  # slow import: only when the layer really starts
@@ -54,7 +60,13 @@ class AwsLayer:
         self._moto.start()
         self._moto_started = True
         moto_address = self._moto.get_host_and_port()
-        self.ids = ids = seed(self.world, "http://{}:{}".format(*moto_address), fleet_size=self.options.fleet_size)
+        moto_url = "http://{}:{}".format(*moto_address)
+        self.ids = ids = seed(self.world, moto_url, fleet_size=self.options.fleet_size)
+        import boto3
+
+        admin = boto3.session.Session(aws_access_key_id=ADMIN_KEY, aws_secret_access_key="lab",
+                                      region_name=self.world.region)
+        self.session_resources = seed_resources(self.world, admin, moto_url)
 
         self.inventory.register(self._managed_instances(ids))
         identity = InstanceIdentity(
@@ -62,14 +74,20 @@ class AwsLayer:
             role_name=ids.role_name,
             access_key_id=(ids.credentials or {}).get("AccessKeyId"),
         )
-        s3_policy = S3Policy(self.world, identity, bucket_region=_moto_bucket_region)
+        authorizer = Authorizer(self.world, identity,
+                                {host: service for service, (host, _) in self.options.endpoint_listen})
+        s3_policy = S3Policy(self.world, authorizer, bucket_region=_moto_bucket_region)
         cert = self.options.cert or self.world.cert
         key = self.options.key or self.world.key
         addresses = list(self.options.listen) or [(ip, HTTPS_PORT) for ip in self.world.listen_ips]
+        addresses += [address for _, address in self.options.endpoint_listen]
         if not addresses:
             raise ValueError("nothing to listen on: world.json has no listen_ips and no --listen was given")
-        self._front = Front(addresses, cert, key, upstream=moto_address,
-                            interceptors=[ssm_inventory_interceptor(self.inventory), s3_policy.intercept])
+        # Authentication and authorization first, as AWS does; then what moto lacks; then moto.
+        interceptors = [authorizer.intercept, SsmInstanceApi(self.world, self.inventory).intercept,
+                        ssm_inventory_interceptor(self.inventory), s3_policy.intercept]
+        self._front = Front(addresses, cert, key, upstream=moto_address, interceptors=interceptors,
+                            clock_offset_s=self.world.aws_clock_offset_s)
         self.front_addresses = self._front.start()
         self._write_ids(ids)
         return ids
@@ -99,6 +117,8 @@ class AwsLayer:
         data = ids.to_json()
         # Not in the contract's list, but needed when a port was 0 (tests): where the front listens.
         data["front_addresses"] = [f"{host}:{port}" for host, port in self.front_addresses]
+        if self.session_resources:  # what the Session Manager preferences name and exists: {kind: name/ARN}
+            data["session_resources"] = self.session_resources
         target = self.state_dir / "aws-ids.json"
         tmp = target.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -47,7 +47,8 @@ class LoopbackLayer:
         import trustme
 
         ca = trustme.CA()
-        server = ca.issue_cert("127.0.0.1", "*.us-east-1.amazonaws.com")
+        # 127.0.0.2-3: extra loopback addresses a test may declare an endpoint's ENIs (--endpoint-listen).
+        server = ca.issue_cert("127.0.0.1", "127.0.0.2", "127.0.0.3", "*.us-east-1.amazonaws.com")
         self.ca = tmp / "ca.pem"
         cert, key = tmp / "server.pem", tmp / "server.key"
         ca.cert_pem.write_to_path(str(self.ca))
@@ -108,13 +109,15 @@ class LoopbackLayer:
         """Every managed instance: the lab's own and the fleet (``--fleet-size``), sorted."""
         return sorted([self.ids["instance_id"], *self.ids.get("fleet_instance_ids", [])])
 
-    def client(self, service: str, credentials: Optional[Dict[str, str]] = None, **config: Any) -> Any:
-        """A boto3 client for the front: the instance's credentials unless others are given."""
+    def client(self, service: str, credentials: Optional[Dict[str, str]] = None, url: Optional[str] = None,
+               **config: Any) -> Any:
+        """A boto3 client for the front (or ``url``, another front address): the instance's credentials
+        unless others are given."""
         import boto3
         from botocore.config import Config
 
         c = credentials or self.ids["credentials"]
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, verify=str(self.ca),
+        return boto3.client(service, endpoint_url=url or self.url, region_name=REGION, verify=str(self.ca),
                             aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
                             aws_session_token=c.get("Token"),
                             config=Config(retries={"max_attempts": 1}, **config))

@@ -32,6 +32,7 @@ class Request:
     target: str  # the raw request-target: path and query, exactly as received
     headers: Tuple[Tuple[str, str], ...]
     body: bytes
+    local_ip: Optional[str] = None  # the front address the connection arrived on (which ENI, which "public" IP)
 
     def header(self, name: str) -> Optional[str]:
         wanted = name.lower()
@@ -87,6 +88,21 @@ def json_error(code: str, message: str, status: int = 400, **members: Any) -> Re
     body.update({k: v for k, v in members.items() if v is not None})
     return Reply(status, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", str(uuid.uuid4()))],
                  json.dumps(body).encode())
+
+
+def query_error(code: str, message: str, status: int, ec2: bool = False) -> Reply:
+    """An AWS query-protocol error: EC2's ``<Response><Errors>`` shape, or the ``<ErrorResponse>`` of
+    the other query services (STS, CloudWatch)."""
+    request_id = str(uuid.uuid4())
+    if ec2:
+        xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>' + escape(code) +
+               "</Code><Message>" + escape(message) + "</Message></Error></Errors><RequestID>" + request_id +
+               "</RequestID></Response>")
+    else:
+        xml = ('<ErrorResponse><Error><Type>Sender</Type><Code>' +
+               escape(code) + "</Code><Message>" + escape(message) + "</Message></Error><RequestId>" + request_id +
+               "</RequestId></ErrorResponse>")
+    return Reply(status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], xml.encode())
 
 
 def s3_error(

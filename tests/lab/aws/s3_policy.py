@@ -8,21 +8,30 @@ Evaluated in the order S3 does it:
    another region gets ``400 AuthorizationHeaderMalformed`` with ``Region``. moto serves every bucket
    from every region, so it does neither. The endpoint's region comes from the Host name (the lab's
    DNS names); when the Host is a bare address (tests on loopback) the signing region stands in.
-2. **The gateway endpoint's policy** (``s3.policy_allows`` false, with the endpoint and its route in
-   place, i.e. the request travelled through it): ``403 AccessDenied … with an explicit deny in a VPC
-   endpoint policy`` for every caller. An explicit deny wins over a missing allow, so this comes first.
-3. **The instance role without S3 permissions** (``instance.profile.s3_permission`` false): requests
-   signed with the role's credentials get ``403 AccessDenied … because no identity-based policy
-   allows the <action> action``. Other callers (the lab's own tooling) are not that role.
+2. **The clock and the token** (authentication precedes authorization): a request time more than 15
+   minutes from AWS's clock gets ``403 RequestTimeTooSkewed`` with ``RequestTime`` (as sent),
+   ``ServerTime`` and ``MaxAllowedSkewMilliseconds`` 900000 (aws/aws-sdk-php#612); the instance role's
+   expired token ``400 ExpiredToken`` ``The provided token has expired.`` (S3 error codes;
+   ibi-group/datatools-ui#10).
+3. **The gateway endpoint's policy** (``s3.policy`` deny, or ``s3.policy_allows`` false, with the
+   endpoint and its route in place, i.e. the request travelled through it): ``403 AccessDenied … with
+   an explicit deny in a VPC endpoint policy`` for every caller. An explicit deny wins over a missing
+   allow, so this comes first. ``s3.policy`` no_allow: ``… because no VPC endpoint policy allows the
+   <action> action``, after the identity policy's missing allow (step 4).
+4. **The instance role without the S3 action** (``instance.profile.s3_permission`` false, or an
+   ``s3:`` pattern in ``instance.profile.denied_actions``): requests signed with the role's credentials
+   get ``403 AccessDenied … because no identity-based policy allows the <action> action``. Other
+   callers (the lab's own tooling) are not that role.
 """
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from .authz import S3_SKEW_S, Authorizer, request_time
 from .protocol import Reply, Request, s3_error
-from .seed import ACCOUNT_ID, InstanceIdentity
 from .world import World
 
 _REGIONAL_HOST = re.compile(r"^(?:(?P<bucket>.+)\.)?s3[.-](?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com$")
@@ -64,9 +73,9 @@ def parse_s3_request(request: Request) -> Optional[S3Target]:
 class S3Policy:
     """Decides, before moto sees an S3 request, whether AWS would have answered otherwise."""
 
-    def __init__(self, world: World, identity: InstanceIdentity, bucket_region: BucketRegionLookup) -> None:
+    def __init__(self, world: World, authorizer: Authorizer, bucket_region: BucketRegionLookup) -> None:
         self._world = world
-        self._identity = identity
+        self._authz = authorizer
         self._bucket_region = bucket_region
 
     def intercept(self, request: Request) -> Optional[Reply]:
@@ -78,16 +87,31 @@ class S3Policy:
         if redirect is not None:
             return redirect
 
+        sent = request_time(request)
+        now = self._authz.now()
+        if sent is not None and abs(sent - now) > S3_SKEW_S:
+            stamp = request.header("X-Amz-Date") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(sent))
+            server_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            return s3_error("RequestTimeTooSkewed", "The difference between the request time and the current time "
+                            "is too large.", 403, head, extra={
+                                "RequestTime": stamp, "ServerTime": server_time,
+                                "MaxAllowedSkewMilliseconds": str(S3_SKEW_S * 1000)})
+        if self._authz.token_expired(request):
+            return s3_error("ExpiredToken", "The provided token has expired.", 400, head)
+
         action, resource = s3_action(request, target)
-        caller = self._caller_arn(request)
+        caller = self._authz.caller_arn(request)
         s3 = self._world.s3
         # A gateway endpoint only carries traffic to its own region's S3, and only with its route.
         through_endpoint = s3.gateway_endpoint and s3.route and target.endpoint_region == self._world.region
-        if through_endpoint and not s3.policy_allows:
+        if through_endpoint and s3.policy == "deny":
             return s3_error("AccessDenied", _denied(caller, action, resource, "with an explicit deny in a VPC "
                                                    "endpoint policy"), 403, head)
-        if self._is_instance_role(request) and not self._world.profile.s3_permission:
+        if self._authz.identity_denies(request, action):
             return s3_error("AccessDenied", _denied(caller, action, resource, "because no identity-based policy "
+                                                   f"allows the {action} action"), 403, head)
+        if through_endpoint and s3.policy == "no_allow":
+            return s3_error("AccessDenied", _denied(caller, action, resource, "because no VPC endpoint policy "
                                                    f"allows the {action} action"), 403, head)
         return None
 
@@ -115,15 +139,6 @@ class S3Policy:
                 f"expecting '{bucket_region}'",
                 400, head, extra={"Region": bucket_region}, headers=region_header)
         return None
-
-    def _is_instance_role(self, request: Request) -> bool:
-        scope = request.signing
-        return bool(scope and self._identity.access_key_id and scope.access_key_id == self._identity.access_key_id)
-
-    def _caller_arn(self, request: Request) -> str:
-        if self._is_instance_role(request) and self._identity.principal_arn:
-            return self._identity.principal_arn
-        return f"arn:aws:iam::{ACCOUNT_ID}:user/moto"  # what moto's STS calls any other key
 
 
 def s3_action(request: Request, target: S3Target) -> Tuple[str, Optional[str]]:

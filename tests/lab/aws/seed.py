@@ -274,13 +274,22 @@ def _fleet_cidr(world: World, size: int) -> str:
 
 
 def _iam(iam: Any, world: World) -> Tuple[str, str]:
+    from .authz import action_matches  # (authz imports this module)
+
     role = world.profile.role
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(EC2_TRUST_POLICY),
+    trust = EC2_TRUST_POLICY
+    if not world.profile.trusts_ec2:  # what IAM shows for a role EC2 cannot assume (IMDS says so too)
+        trust = json.loads(json.dumps(EC2_TRUST_POLICY).replace("ec2.amazonaws.com", "lambda.amazonaws.com"))
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust),
                     Description="vpce-doctor lab instance role")
     # moto does not load AWS managed policies unless told to (slow): an inline copy of the part of
-    # AmazonSSMManagedInstanceCore that matters here stands in for it.
-    iam.put_role_policy(RoleName=role, PolicyName="AmazonSSMManagedInstanceCore",
-                        PolicyDocument=json.dumps(SSM_CORE_POLICY))
+    # AmazonSSMManagedInstanceCore that matters here stands in for it, without the actions the
+    # scenario's identity policy lacks (the AWS layer refuses those; IAM's view agrees).
+    core = dict(SSM_CORE_POLICY["Statement"][0])
+    core["Action"] = [a for a in core["Action"] if not action_matches(a, world.profile.denied_actions)]
+    if core["Action"]:
+        iam.put_role_policy(RoleName=role, PolicyName="AmazonSSMManagedInstanceCore",
+                            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [core]}))
     if world.profile.s3_permission:
         bucket_arn = f"arn:aws:s3:::{world.bucket.name}"
         iam.put_role_policy(RoleName=role, PolicyName="lab-s3-read", PolicyDocument=json.dumps({

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+ENDPOINT_POLICIES = ("allow", "deny", "no_allow")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class InterfaceEndpointSpec:
     private_dns: bool
     state: str            # DescribeVpcEndpoints State: available, pending, …
     enis: Tuple[EniSpec, ...]
+    policy: str = "allow"  # allow | deny (explicit deny) | no_allow (the policy allows nothing the caller asks)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class S3Spec:
     route: bool           # the gateway endpoint's prefix-list route on the instance subnet's table
     ips: Tuple[str, ...]
     prefix_list_cidrs: Tuple[str, ...]
-    policy_allows: bool   # False: the endpoint policy explicitly denies
+    policy_allows: bool   # False: the endpoint policy does not allow (see policy)
+    policy: str = "allow"  # allow | deny (explicit deny) | no_allow (allows nothing the caller asks)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,18 @@ class ProfileSpec:
     attached: bool
     role: str
     s3_permission: bool
+    denied_actions: Tuple[str, ...] = ()  # IAM action patterns no identity-based policy allows
+    trusts_ec2: bool = True               # False: the trust policy lacks ec2.amazonaws.com (IMDS only)
+    credentials_expired: bool = False     # IMDS serves an Expiration in the past; AWS refuses the token
+
+
+@dataclass(frozen=True)
+class SessionResources:
+    """What exists of the resources the Session Manager preferences name."""
+
+    log_group: str = "present"   # present | missing | unencrypted
+    kms_key: str = "present"     # present | missing
+    bucket: str = "present"      # present | missing | unencrypted (no default encryption)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,9 @@ class World:
     listen_ips: Tuple[str, ...]
     cert: str
     key: str
+    aws_clock_offset_s: int = 0                              # AWS's clock = this host's + offset
+    session_preferences: Optional[Dict[str, Any]] = None    # SSM-SessionManagerRunShell inputs; None: no document
+    session_resources: SessionResources = SessionResources()
 
     @property
     def instance_subnet(self) -> SubnetSpec:
@@ -108,6 +127,7 @@ def _parse(raw: Mapping[str, Any]) -> World:
     bucket = raw["bucket"]
     instance = raw.get("instance") or {}
     profile = instance.get("profile") or {}
+    resources = raw.get("session_resources") or {}
     region = raw.get("region", "us-east-1")
     world = World(
         name=raw.get("name", "lab"),
@@ -127,6 +147,7 @@ def _parse(raw: Mapping[str, Any]) -> World:
                 private_dns=bool(ep.get("private_dns", True)),
                 state=ep.get("state", "available"),
                 enis=tuple(EniSpec(az=e["az"], ip=e["ip"]) for e in ep.get("enis", [])),
+                policy=_choice(ep.get("policy", "allow"), ENDPOINT_POLICIES, f"endpoint {ep['service']} policy"),
             )
             for ep in raw.get("interface_endpoints", [])
         ),
@@ -137,7 +158,8 @@ def _parse(raw: Mapping[str, Any]) -> World:
             route=bool(s3.get("route", True)),
             ips=tuple(s3.get("ips", [])),
             prefix_list_cidrs=tuple(s3.get("prefix_list_cidrs", [])),
-            policy_allows=bool(s3.get("policy_allows", True)),
+            policy_allows=_s3_policy(s3) == "allow",
+            policy=_s3_policy(s3),
         ),
         bucket=BucketSpec(
             name=bucket["name"],
@@ -150,11 +172,23 @@ def _parse(raw: Mapping[str, Any]) -> World:
             attached=bool(profile.get("attached", True)),
             role=profile.get("role", "SSMInstanceRole"),
             s3_permission=bool(profile.get("s3_permission", True)),
+            denied_actions=tuple(str(a) for a in profile.get("denied_actions") or ()),
+            trusts_ec2=bool(profile.get("trusts_ec2", True)),
+            credentials_expired=bool(profile.get("credentials_expired", False)),
         ),
         internet=raw.get("internet", "none"),
         listen_ips=tuple(ip for ip in raw.get("listen_ips", []) if ip != "..."),
         cert=raw.get("cert", ""),
         key=raw.get("key", ""),
+        aws_clock_offset_s=int(raw.get("aws_clock_offset_s", 0)),
+        session_preferences=_preferences(raw.get("session_preferences")),
+        session_resources=SessionResources(
+            log_group=_choice(resources.get("log_group", "present"), ("present", "missing", "unencrypted"),
+                              "session_resources.log_group"),
+            kms_key=_choice(resources.get("kms_key", "present"), ("present", "missing"), "session_resources.kms_key"),
+            bucket=_choice(resources.get("bucket", "present"), ("present", "missing", "unencrypted"),
+                           "session_resources.bucket"),
+        ),
     )
     world.instance_subnet  # fail early on an inconsistent file
     known_azs = {s.az for s in world.subnets}
@@ -163,3 +197,24 @@ def _parse(raw: Mapping[str, Any]) -> World:
             if eni.az not in known_azs:
                 raise ValueError(f"endpoint {ep.service}: ENI AZ {eni.az} has no subnet")
     return world
+
+
+def _s3_policy(s3: Mapping[str, Any]) -> str:
+    """``policy`` when given; else the older ``policy_allows`` (false: an explicit deny)."""
+    if "policy" in s3:
+        return _choice(s3["policy"], ENDPOINT_POLICIES, "s3 policy")
+    return "allow" if s3.get("policy_allows", True) else "deny"
+
+
+def _choice(value: Any, choices: Tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{what}: {value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def _preferences(value: Any) -> Optional[Dict[str, Any]]:
+    if value is None or value == "none":
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"session_preferences: expected a mapping of document inputs, got {type(value).__name__}")
+    return dict(value)
