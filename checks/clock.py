@@ -8,7 +8,6 @@ minutes (``RequestTimeTooSkewed``). So between 5 and 15 minutes S3 works and SSM
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import time
 from typing import Any, Callable, Dict, List, Mapping
 
@@ -25,22 +24,34 @@ _TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 _STA_UNSYNC = 0x0040
 
 
+class Timex(ctypes.Structure):
+    """struct timex (adjtimex(2)); the tail is padding the kernel reserves."""
+
+    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+                ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
+                ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
+                ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
+                ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
+                ("padding", ctypes.c_int * 11)]
+
+
+_LIBC: List[Any] = []
+
+
+def _libc() -> Any:
+    """The C library of this process, loaded once (ctypes.util.find_library would run ldconfig)."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
+
+
 def time_sync_state() -> Dict[str, Any]:
     """The kernel's NTP state (adjtimex, read-only with modes 0): chrony, ntpd and timesyncd all
     clear STA_UNSYNC once they discipline the clock."""
-
-    class Timex(ctypes.Structure):
-        _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-                    ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-                    ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-                    ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
-                    ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
-                    ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
-                    ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
-                    ("padding", ctypes.c_int * 11)]
-
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = _libc()
         tx = Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError) as exc:

@@ -344,5 +344,7 @@ def checks(settings: Settings) -> List[Check]:
     return [
         Check(CREDENTIALS, run_credentials, needs=("instance.profile",), timeout_s=1.0),
         Check(AUTH_SSM, run_auth, needs=(CREDENTIALS,), wants=path, timeout_s=call_s),
-        Check(PREFERENCES, run_preferences, needs=(CREDENTIALS,), wants=path, timeout_s=call_s),
+        # After auth.ssm: its kept-alive connection carries this call too (one TLS handshake and one
+        # name lookup less per run; the pool is dropped when the run ends).
+        Check(PREFERENCES, run_preferences, needs=(CREDENTIALS,), wants=path + (AUTH_SSM,), timeout_s=call_s),
     ]

@@ -37,8 +37,11 @@ def emit(figure: str, values: List[float], target: Optional[float], **extra: obj
                       "target": target, **extra}), flush=True)
 
 
+AGENT = os.environ.get("VPCE_LAB_AGENT", "vpce-doctor")  # --agent: e.g. another build, to compare
+
+
 def agent_runs(lab: labmod.Lab, runs: int, config: Optional[Path]) -> List[float]:
-    argv = ["vpce-doctor", "check", "--format", "json"] + (["--config", str(config)] if config else [])
+    argv = [AGENT, "check", "--format", "json"] + (["--config", str(config)] if config else [])
     cmd = labmod.instance_argv(lab.names, argv)
     env = labmod.instance_env(lab.names)
     times = []
@@ -100,7 +103,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="vpce-doctor benchmarks: one JSON line per figure")
     parser.add_argument("--runs", type=int, default=10, help="runs per one-shot figure (median)")
     parser.add_argument("--only", help="comma-separated figure names")
+    parser.add_argument("--agent", help="agent command (default $VPCE_LAB_AGENT or vpce-doctor), e.g. an older "
+                        "build's, to compare on this machine in the same run")
     args = parser.parse_args(argv)
+    global AGENT
+    AGENT = args.agent or AGENT
     if os.geteuid() != 0:
         print("bench: run as root (the lab builds network namespaces)", file=sys.stderr)
         return 3

@@ -72,10 +72,12 @@ class Soak:
     """The daemon and a reader of its log that samples CPU/RSS at the first and every cycle line."""
 
     def __init__(self, lab: labmod.Lab, workdir: Path, publishers: List[str], egress_timeout_s: float,
-                 agent: str, extra_env: Dict[str, str], rss_every: int) -> None:
+                 agent: str, extra_env: Dict[str, str], rss_every: int, without: List[str] = ()) -> None:
         ssm_root = workdir / "ssm"
         ssm_root.mkdir()
         config = dict(yaml.safe_load(lab.agent_config.read_text()) if lab.agent_config else {})
+        for section in without:  # a build that predates a config section refuses it as unknown
+            config.pop(section, None)
         config.update({
             "egress": {"timeout_s": egress_timeout_s},
             "daemon": {"interval_s": 0, "jitter_s": 0, "state_dir": str(workdir / "state"), "log_format": "json"},
@@ -190,6 +192,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--name", default=NAME, help="lab name (default %(default)s)")
     p.add_argument("--lab-ca-only", action="store_true",
                    help="botocore trusts only the lab CA (default: a full trust store plus the lab CA, as on an instance)")
+    p.add_argument("--without", action="append", default=[], metavar="SECTION",
+                   help="leave this section out of the lab's agent config, to compare with an older build that "
+                        "does not know it (e.g. --without ssm_agent --agent /path/to/old/vpce-doctor)")
     args = p.parse_args(argv)
     if args.cycles < 2:
         p.error("--cycles must be at least 2 (the figures are per cycle after the first)")
@@ -207,7 +212,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vpce-soak-") as tmp:
             if not args.lab_ca_only and "AWS_CA_BUNDLE" not in extra_env:
                 extra_env["AWS_CA_BUNDLE"] = str(trust_store_and_lab_ca(lab, Path(tmp)))
-            soak = Soak(lab, Path(tmp), publishers, args.egress_timeout_s, args.agent, extra_env,
+            soak = Soak(lab, Path(tmp), publishers, args.egress_timeout_s, args.agent, extra_env, without=args.without,
                         rss_every=max(1, args.cycles // 10))
             complete, why = soak.run(args.cycles, args.max_wall_s)
             with soak.cond:
