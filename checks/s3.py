@@ -14,10 +14,12 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .causes import explain
+from .denials import classify
 from .dnsquery import query_a
 from .ec2view import Ec2View, EndpointView, Route
 from .hostnames import partition_name, service_hostname
 from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
+from .ssmapi import skew_words
 
 S3_DNS, S3_ROUTE, S3_API, S3_OBJECT = "s3.dns", "s3.route", "s3.api", "s3.object"
 GET_OBJECT_MAX_BYTES = 1 << 20  # read at most this much of the test object
@@ -196,17 +198,11 @@ def run_route(ctx: Context) -> Outcome:
 # --- S3 calls: errors to causes -----------------------------------------------------------------------
 
 def access_denied_cause(message: str) -> str:
-    """Which policy denied, from S3's AccessDenied message (AWS adds the policy type to the text:
-    "… because no identity-based policy allows …", "… with an explicit deny in a VPC endpoint
-    policy", "… in a resource-based policy"). Endpoint policy first: its text also says "policy"."""
-    text = message.lower()
-    if "vpc endpoint policy" in text:
-        return "s3_access_denied_endpoint_policy"
-    if "resource-based policy" in text or "bucket policy" in text:
-        return "s3_access_denied_bucket_policy"
-    if "identity-based policy" in text:
-        return "s3_access_denied_iam"
-    return "s3_access_denied"
+    """Which policy denied, from S3's AccessDenied message (the policy-type clause AWS appends;
+    ``checks.denials`` reads it for every service)."""
+    kind = classify("AccessDenied", message).kind
+    return {"endpoint_policy": "s3_access_denied_endpoint_policy", "resource_policy": "s3_access_denied_bucket_policy",
+            "identity_policy": "s3_access_denied_iam"}.get(kind, "s3_access_denied")
 
 
 _REGION_IN_ENDPOINT = re.compile(r"\.s3[.-]([a-z]{2}(?:-[a-z]+)+-\d+)\.")
@@ -291,7 +287,7 @@ def client_error_cause(call: _Call, exc: Any, ev: Dict[str, Any]) -> Tuple[str, 
 
 
 def _s3_skew_words(err: Mapping[str, Any]) -> str:
-    """"N s behind AWS" from RequestTimeTooSkewed's RequestTime (20261202T180000Z) and ServerTime
+    """The skew from RequestTimeTooSkewed's RequestTime (20261202T180000Z) and ServerTime
     (2026-12-02T18:20:00Z); "off by more than 15 minutes" when they don't parse (a HEAD has no body)."""
     import calendar
 
@@ -300,8 +296,7 @@ def _s3_skew_words(err: Mapping[str, Any]) -> str:
         server = calendar.timegm(time.strptime(str(err["ServerTime"]), "%Y-%m-%dT%H:%M:%SZ"))
     except (KeyError, ValueError):
         return "off by more than 15 minutes"
-    skew = sent - server
-    return f"{abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} AWS"
+    return skew_words(float(sent - server))
 
 
 def transport_text(exc: BaseException) -> str:
