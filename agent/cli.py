@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -10,12 +11,14 @@ import traceback
 from dataclasses import replace
 from typing import NoReturn, Optional, Sequence
 
-from . import __version__, fleet
+from . import __version__, fleet, logging_setup
 from .checks.model import Status
+from .checks.redact import redact
 from .config import DEFAULT_CONFIG_PATH, load_config
 from .errors import VpceDoctorError
 from .imds import remember_static_facts
 from .render import render_json, render_nagios, render_table
+from .report import SCHEMA_VERSION
 from .runtime import run_check
 
 log = logging.getLogger("vpce_doctor")
@@ -77,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="global deadline in seconds (default 10, or timeouts.deadline_s)")
     check.add_argument("-v", "--verbose", action="count", default=0,
                        help="show evidence in the table; -vv also logs debug details to stderr")
+    check.add_argument("--strict", action="store_true",
+                       help="count UNVERIFIED findings (OK but not proven, e.g. no EC2 API to confirm an ENI) "
+                            "as WARNING, in the exit code too")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                        help="colour the table (auto: only on a terminal)")
 
@@ -108,20 +114,43 @@ def _check(args: argparse.Namespace) -> int:
             raise VpceDoctorError(f"--timeout: {args.timeout:g} is out of range; expected 0 < S <= 600")
         config = replace(config, deadline_s=args.timeout)
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    report = run_check(config, only)
+    report = run_check(config, only, strict=args.strict)
     if args.format == "json":
-        print(render_json(report))
+        _emit(render_json(report))
     elif args.format == "nagios":
-        print(render_nagios(report))
+        _emit(render_nagios(report))
     else:
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                              and os.environ.get("NO_COLOR") is None)
-        print(render_table(report, colour=colour, verbose=args.verbose > 0))
+        _emit(render_table(report, colour=colour, verbose=args.verbose > 0))
     return report.exit_code
 
 
+def _emit(text: str) -> None:
+    """Print to stdout; a reader that went away (``| head -1``) is not our error."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _error_document(fmt: str, message: str) -> Optional[str]:
+    """What ``check --format nagios|json`` prints on stdout when it cannot run: monitors read
+    stdout, so an error there is a status line (Nagios) or a document (JSON), not silence."""
+    if fmt == "nagios":
+        return f"VPCE-DOCTOR UNKNOWN - {' '.join(message.split())}"
+    if fmt == "json":
+        return json.dumps({"schema_version": SCHEMA_VERSION, "agent_version": __version__, "status": "UNKNOWN",
+                           "exit_code": EXIT_UNKNOWN, "error": message, "verdicts": {}, "facts": {},
+                           "findings": [], "notes": []}, indent=2)
+    return None
+
+
 def _daemon(args: argparse.Namespace) -> int:
-    from . import logging_setup
     from .daemon import Daemon
     from .memory import MemoryKeeper
     from .sdnotify import Notifier, watchdog_interval
@@ -150,12 +179,18 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return parser
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging_setup.configure_cli(verbose)
     try:
         if args.command == "check":
             return _check(args)
@@ -163,19 +198,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _daemon(args)
         if args.command == "fleet":
             return fleet.run(args)
-        if args.command == "config" and getattr(args, "config_command", None) == "check":
-            return _config_check(args)
+        if args.command == "config":
+            if getattr(args, "config_command", None) == "check":
+                return _config_check(args)
+            _subparser(parser, "config").print_help()
+            return EXIT_UNKNOWN
         parser.print_help()
         return EXIT_UNKNOWN if args.command else 0
     except VpceDoctorError as exc:
-        print(f"vpce-doctor: error: {exc}", file=sys.stderr)
+        message = redact(str(exc))
+        print(f"vpce-doctor: error: {message}", file=sys.stderr)
+        if args.command == "check":
+            document = _error_document(args.format, message)
+            if document is not None:
+                _emit(document)
+        return EXIT_UNKNOWN
+    except BrokenPipeError:
+        _emit("")  # stdout's reader left: silence the flush at exit
         return EXIT_UNKNOWN
     except KeyboardInterrupt:
         print("vpce-doctor: interrupted", file=sys.stderr)
         return EXIT_UNKNOWN
     except Exception as exc:  # noqa: BLE001 - our own crash: one line, exit 3, traceback only with -vv
-        print(f"vpce-doctor: internal error: {exc.__class__.__name__}: {exc} (rerun with -vv for the traceback)",
-              file=sys.stderr)
+        message = redact(f"internal error: {exc.__class__.__name__}: {exc} (rerun with -vv for the traceback)")
+        print(f"vpce-doctor: {message}", file=sys.stderr)
+        if args.command == "check":
+            document = _error_document(args.format, message)
+            if document is not None:
+                _emit(document)
         if verbose > 1:
-            traceback.print_exc()
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
         return EXIT_UNKNOWN

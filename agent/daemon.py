@@ -42,6 +42,7 @@ from . import __version__, logging_setup
 from .checks.awsclient import forget_clients
 from .checks.model import Status
 from .config import Config, load_config
+from .errors import ConfigError
 from .memory import MemoryKeeper
 from .publishers import Publisher, PublishResult, PublishSettings, build_publishers
 from .report import Report
@@ -54,6 +55,7 @@ EXIT_UNKNOWN = int(Status.UNKNOWN)
 DEFAULT_STALL_GRACE_S = 30.0  # slack on every lease: thread scheduling, a slow disk, a busy host
 PUBLISH_GRACE_S = 1.0  # publishers bound themselves; this only absorbs their bookkeeping
 DEFAULT_PUBLISH_TIMEOUT_S = 5.0  # for a publisher that names no timeout of its own
+RELOAD_BUDGET_S = 10.0  # reading and validating a config file (1 MiB at most) on reload
 CLOSE_BUDGET_S = 2.0  # closing all publishers, in parallel: SIGTERM must end the process within 5 s
 MAX_CAUSE_CHARS = 100  # of the first root cause in STATUS=, so the verdicts stay visible
 
@@ -420,8 +422,19 @@ class Daemon:
         self._reload_requested = False
         self.notifier.reloading()
         old = self.config
+        # Parsing runs off the main loop, bounded: a hostile file must not delay SIGTERM (<= 5 s)
+        # nor the next cycle. An abandoned parse ends with its daemon thread.
+        job = _Job("reload", partial(self._loader, self.config_path), self._wakeup)
+        state = self._await(lambda: job.done, time.monotonic() + RELOAD_BUDGET_S)
+        if state == "stop":
+            return False
         try:
-            new = self._loader(self.config_path)
+            if state == "timeout":
+                raise ConfigError(f"{self.config_path}: (file): not parsed within {RELOAD_BUDGET_S:g} s; "
+                                  "expected a plain settings file")
+            if job.error is not None:
+                raise job.error if isinstance(job.error, Exception) else ConfigError(repr(job.error))
+            new = job.result
         except Exception as exc:  # noqa: BLE001 - ConfigError above all; nothing may end the daemon
             self._reload_error = one_line(str(exc), 300)
             log.error("reload refused: %s; the config loaded from %s stays in force", self._reload_error, old.source,

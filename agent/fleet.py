@@ -24,9 +24,11 @@ import re
 import sys
 import textwrap
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
+
+from .checks.redact import redact
 
 DEFAULT_TYPE_NAME = "Custom:VpceDoctor"
 STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
@@ -124,6 +126,10 @@ class FleetResult:
     rows: Tuple[Row, ...]
     records_read: int   # instances the service returned (after its filters)
     pages: int
+    # With nothing listed: how many instances publish the type at all (None: not asked); "0" is
+    # never an all-clear — a wrong --type-name or a fleet that cannot publish reads the same.
+    publishing: Optional[int] = None
+    publishing_more: bool = False  # more than `publishing` (one page was enough to know)
 
     @property
     def instances(self) -> List[str]:
@@ -169,6 +175,7 @@ class FleetResult:
             "service_filters": q.service_filters(),
             "pages": self.pages,
             "records_read": self.records_read,
+            "publishing_instances": self.publishing,
             "instance_count": len(self.instances),
             "instances": self.instances,
             "by_status": self.by_status(),
@@ -221,7 +228,32 @@ def fetch(client: Any, query: Query) -> FleetResult:
         seen_tokens.add(token)
         request["NextToken"] = token
     rows.sort(key=lambda r: (r.instance_id, r.check_id))
-    return FleetResult(query, tuple(rows), records, pages)
+    result = FleetResult(query, tuple(rows), records, pages)
+    if rows:
+        return result
+    publishing, more = _count_publishing(client, query)
+    if not publishing:
+        raise FleetError(f"no instance publishes {query.type_name} in this region (0 inventory records with a "
+                         f"Status): nothing was checked, so this is not an all-clear. Is --type-name right (the "
+                         f"daemon's publish.inventory.type_name)? Do the instances run the daemon with the inventory "
+                         f"publisher, or the custom inventory association? Silent instances may also have lost "
+                         f"their path to SSM.")
+    return replace(result, publishing=publishing, publishing_more=more)
+
+
+def _count_publishing(client: Any, query: Query) -> Tuple[int, bool]:
+    """Instances that published the type with any status: one GetInventory page (Equal on every
+    status value; the Exists operator works only with aggregators)."""
+    try:
+        reply = client.get_inventory(
+            Filters=[{"Key": f"{query.type_name}.Status", "Values": list(STATUSES), "Type": "Equal"}],
+            ResultAttributes=[{"TypeName": query.type_name}], MaxResults=MAX_PAGE)
+    except (AttributeError, TypeError, KeyError, ValueError):
+        raise FleetError("the answer to the coverage query does not parse as a GetInventory reply") from None
+    entities = reply.get("Entities")
+    if not isinstance(entities, list):
+        raise FleetError("the answer to the coverage query is not a GetInventory reply (no Entities list)")
+    return len(entities), bool(reply.get("NextToken"))
 
 
 def _rows(entity: Dict[str, Any], type_name: str) -> Iterable[Row]:
@@ -329,9 +361,12 @@ def render_json(result: FleetResult) -> str:
 def render_table(result: FleetResult, verbose: bool = False, width: int = 110) -> str:
     q = result.query
     if not result.rows:
+        publishing = "" if result.publishing is None else (
+            f"; {result.publishing}{'+' if result.publishing_more else ''} instance"
+            f"{'s' if result.publishing != 1 or result.publishing_more else ''} publish {q.type_name}")
         return (f"No instance has a {'/'.join(q.statuses)} finding in {q.type_name}"
                 f"{_filter_text(q)} ({result.records_read} inventory records read, {result.pages} "
-                f"GetInventory page{'s' if result.pages != 1 else ''}).")
+                f"GetInventory page{'s' if result.pages != 1 else ''}{publishing}).")
     headers = ("INSTANCE", "CHECK", "STATUS", "CAUSE", "CHECKED AT")
     cells = [(r.instance_id, r.check_id, r.status, r.cause_code or "-", r.checked_at or "-") for r in result.rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -438,12 +473,12 @@ def run(args: argparse.Namespace) -> int:
         print("vpce-doctor fleet: interrupted", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - every failure is one line and exit 3
-        print(f"vpce-doctor fleet: error: {describe_error(exc, endpoint)}", file=sys.stderr)
+        print(redact(f"vpce-doctor fleet: error: {describe_error(exc, endpoint)}"), file=sys.stderr)
         return EXIT_ERROR
     if args.format == "json":
-        print(render_json(result))
+        print(redact(render_json(result)))
     else:
-        print(render_table(result, verbose=args.verbose > 0))
+        print(redact(render_table(result, verbose=args.verbose > 0)))
     return result.exit_code
 
 

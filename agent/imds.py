@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from .checks import hostnames, workers
 from .checks.causes import explain
 from .checks.model import Facts, Finding, Status
+from .checks.redact import redact
 from .config import (ImdsSettings, Invalid, hostname, instance_id, ipv4, ipv4_cidr, mac_address,
                      partition_name, profile_arn, region_name, sg_id, show, subnet_id, vpc_id)
 
@@ -201,7 +202,7 @@ class _Client:
     def redact(self, text: str) -> str:
         for token in self._seen_tokens:
             text = text.replace(token, "<redacted>")
-        return text
+        return redact(text)
 
     def _timeouts(self) -> Tuple[float, float]:
         remaining = self._deadline - time.monotonic()
@@ -460,7 +461,8 @@ def gather_facts(imds: ImdsSettings, overrides: Mapping[str, Any], budget_s: flo
     else:
         state, cause, error = _from_imds(imds, values, sources, budget_s)
     _derive(values, sources)
-    facts = {k: v for k, v in values.items() if k in _FACT_FIELDS}
+    # An optional list IMDS answered 404 for (no security-group-ids, say) is empty, never None.
+    facts = {k: v for k, v in values.items() if k in _FACT_FIELDS and not (k in _LIST_FIELDS and v is None)}
     return Facts(**facts, imds_state=state, imds_cause_code=cause, imds_error=error, sources=sources,
                  credentials=values.get("credentials") or {})
 

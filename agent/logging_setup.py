@@ -7,6 +7,9 @@ traceback, a message with newlines) never spans lines: text keeps the exception'
 JSON carries the whole traceback in a field.
 
 Structured fields go in ``extra={...}``: JSON output includes them as keys; text shows the message.
+
+Every line passes the one redaction (checks/redact.py), and the AWS and HTTP libraries never log
+below INFO: botocore's DEBUG output holds signatures, session tokens and request bodies.
 """
 from __future__ import annotations
 
@@ -14,9 +17,12 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Dict, Mapping, Optional, TextIO
+
+from .checks.redact import redact, redact_value
 
 FORMATS = ("text", "json")
 
@@ -42,7 +48,7 @@ class TextFormatter(logging.Formatter):
         text = f"{record.levelname} {record.name}: {record.getMessage()}"
         if record.exc_info and record.exc_info[1] is not None:
             text += " | " + "".join(traceback.format_exception_only(*record.exc_info[:2])).strip()
-        text = _flat(text)
+        text = _flat(redact(text))
         if self.journal:
             return f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{text}"
         return f"{_utc(record.created)} {text}"
@@ -58,7 +64,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             doc["exception"] = "".join(traceback.format_exception_only(*record.exc_info[:2])).strip()
             doc["traceback"] = "".join(traceback.format_exception(*record.exc_info))
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        return json.dumps(redact_value(doc), default=lambda o: redact(str(o)), ensure_ascii=False)
 
 
 def stream_is_journal(stream: TextIO, environ: Optional[Mapping[str, str]] = None) -> bool:
@@ -74,6 +80,55 @@ def stream_is_journal(stream: TextIO, environ: Optional[Mapping[str, str]] = Non
 
 
 _HANDLER_NAME = "vpce-doctor-daemon"
+# Libraries whose DEBUG lines carry credentials, signatures or request bodies.
+QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "dns", "asyncio")
+
+
+def cap_library_levels(verbose: bool) -> None:
+    """INFO at most for the chatty libraries (WARNING unless verbose), whatever the root level."""
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (main() may be called again with
+    another stderr, as tests do), not the stream of the first call."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_cli(verbose: int, stream: Optional[TextIO] = None) -> None:
+    """Logging for one-shot commands: warnings only, or our DEBUG lines with ``-vv``."""
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(TextFormatter(journal=False))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == _HANDLER_NAME or type(old) in (logging.StreamHandler, _CurrentStderr):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("vpce_doctor").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    cap_library_levels(verbose > 1)
+    _route_stray_output()
+
+
+def _thread_exception(args: Any) -> None:
+    """An exception that escaped a thread: one redacted log line (JSON keeps the traceback), never
+    the interpreter's multi-line dump on stderr."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("vpce_doctor").error("thread %s died: %s: %s", name, args.exc_type.__name__, args.exc_value,
+                                           exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _route_stray_output() -> None:
+    # Python warnings and dying threads go through the same formatter (and redaction) as the rest.
+    logging.captureWarnings(True)
+    threading.excepthook = _thread_exception
 
 
 def configure(fmt: str = "text", stream: Optional[TextIO] = None, level: int = logging.INFO) -> None:
@@ -92,3 +147,5 @@ def configure(fmt: str = "text", stream: Optional[TextIO] = None, level: int = l
     root.addHandler(handler)
     root.setLevel(logging.WARNING)  # botocore & co. are chatty at INFO
     logging.getLogger("vpce_doctor").setLevel(level)
+    cap_library_levels(level <= logging.DEBUG)
+    _route_stray_output()

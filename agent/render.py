@@ -6,9 +6,12 @@ import textwrap
 from typing import Dict, List
 
 from .checks.model import Finding, Status
-from .report import Report
+from .report import Report, rank, root_of
+
+NAGIOS_STATUS_CHARS = 120  # the status text before " | perfdata": what a pager shows
 
 _COLOURS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
+_STATE_COLOURS = {"UNVERIFIED": "36", **{s.name: c for s, c in _COLOURS.items()}}
 _VERDICT_COLOURS = {"works": "32", "broken": "31", "unknown": "35"}
 
 
@@ -35,20 +38,26 @@ def render_table(report: Report, colour: bool = False, verbose: bool = False, wi
     ]
     id_width = min(34, max((len(f.id) for f in report.findings), default=10))
     explained: Dict[tuple, str] = {}  # (cause_code, fix) -> the finding that showed it first
+    blocked = blocked_under_roots(report)
     for f in report.findings:
-        status = _paint(f"{f.status.name:<8}", _COLOURS[f.status], colour)
+        if f.blocked_by is not None and not verbose and any(f.id in ids for ids in blocked.values()):
+            continue  # shown once, under its root cause
+        status = _paint(f"{f.state:<10}", _STATE_COLOURS[f.state], colour)
         lines.append(f"{status} {f.id:<{id_width}}  {f.summary}")
         if f.status != Status.OK and f.blocked_by is None:
             first = explained.setdefault((f.cause_code, f.fix), f.id)
             if first != f.id and not verbose:  # per-address findings repeat their service's cause
                 lines.append(f"      {'cause:':<7}{f.cause_code or 'see'} (cause and fix as for {first})")
-                continue
-            if f.cause:
-                lines.extend(_wrap("cause:", f.cause, width))
-            if f.fix:
-                lines.extend(_wrap("fix:", f.fix, width))
+            else:
+                if f.cause:
+                    lines.extend(_wrap("cause:", f.cause, width))
+                if f.fix:
+                    lines.extend(_wrap("fix:", f.fix, width))
         if verbose and f.evidence:
             lines.extend(_wrap("data:", json.dumps(f.evidence, default=str, sort_keys=True), width))
+        if f.id in blocked and not verbose:
+            lines.extend(_wrap("→", f"{_count(blocked[f.id])} not run because of this: "
+                               f"{', '.join(blocked[f.id])}", width))
     lines.append("")
     lines.append("Verdicts")
     for v in report.verdicts:
@@ -59,6 +68,26 @@ def render_table(report: Report, colour: bool = False, verbose: bool = False, wi
     lines.append("")
     lines.append(f"Overall: {_paint(report.status.name, _COLOURS[report.status], colour)} (exit {report.exit_code})")
     return "\n".join(lines)
+
+
+def _count(ids: List[str]) -> str:
+    return f"{len(ids)} check{'s' if len(ids) != 1 else ''}"
+
+
+def blocked_under_roots(report: Report) -> Dict[str, List[str]]:
+    """root finding id -> the ids of the findings its failure blocked (directly or through others)."""
+    by_id = {f.id: f for f in report.findings}
+    out: Dict[str, List[str]] = {}
+    for f in report.findings:
+        if f.blocked_by is not None:
+            root = root_of(by_id, f)
+            if root.id != f.id:
+                out.setdefault(root.id, []).append(f.id)
+    return out
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _perf_label(f: Finding) -> str:
@@ -82,13 +111,24 @@ def _perfdata(report: Report) -> str:
 
 
 def render_nagios(report: Report) -> str:
-    bad = [f for f in report.findings if f.status != Status.OK and f.blocked_by is None]
-    if bad:
-        head = "; ".join(f"{f.id}: {f.summary}" for f in bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+    """Line 1: the worst root cause (≤ 120 characters) | perfdata. Then the root causes, worst
+    first, each with what it blocked in one line; then everything else."""
+    roots = sorted((f for f in report.findings if f.status != Status.OK and f.blocked_by is None),
+                   key=lambda f: (-int(f.status), rank(f)))
+    prefix = f"VPCE-DOCTOR {report.status.name} - "
+    if roots:
+        more = f" (+{len(roots) - 1} more)" if len(roots) > 1 else ""
+        head = _cut(f"{roots[0].id}: {' '.join(roots[0].summary.split())}", NAGIOS_STATUS_CHARS - len(prefix) - len(more))
+        head += more
     else:
-        head = f"{len(report.findings)} checks OK; " + ", ".join(f"{v.title} {v.status}" for v in report.verdicts)
-    lines = [f"VPCE-DOCTOR {report.status.name} - {head} | {_perfdata(report)}"]
-    for f in report.findings:
+        head = _cut(f"{len(report.findings)} checks OK; " + ", ".join(f"{v.title} {v.status}" for v in report.verdicts),
+                    NAGIOS_STATUS_CHARS - len(prefix))
+    lines = [f"{prefix}{head} | {_perfdata(report)}"]
+    blocked = blocked_under_roots(report)
+    shown = {i for ids in blocked.values() for i in ids}
+    for f in roots + [f for f in report.findings if f not in roots and f.id not in shown]:
         extra = f" — cause: {f.cause} — fix: {f.fix}" if f.status != Status.OK and f.cause else ""
-        lines.append(f"[{f.status.name}] {f.id}: {f.summary}{extra}")
+        lines.append(f"[{f.state}] {f.id}: {f.summary}{extra}")
+        if f.id in blocked:
+            lines.append(f"[{f.status.name}] {_count(blocked[f.id])} not run because of {f.id}: {', '.join(blocked[f.id])}")
     return "\n".join(lines)

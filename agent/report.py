@@ -14,14 +14,18 @@ Verdicts are derived from findings by id, never from text:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import __version__
 from .checks.causes import SYMPTOMS
 from .checks.model import Facts, Finding, Status, worst
+from .checks.errortext import without_reprs
+from .checks.redact import redact, redact_value
 
-SCHEMA_VERSION = 1
+# 2: every finding carries "verified" (false: OK but not proven — shown as UNVERIFIED). Consumers
+# of version 1 keep working: "status" is unchanged; read verified == false as "skipped".
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ class Report:
     duration_s: float
     version: str = __version__
     notes: Tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # Every report is redacted as it is made (replace() included): whatever renders or publishes
+        # it (table, JSON, Nagios, inventory, the file, CloudWatch, /report, last-report.json)
+        # starts from clean strings. Unchanged parts stay the same objects.
+        set_ = object.__setattr__
+        set_(self, "findings", tuple(_redacted_finding(f) for f in self.findings))
+        set_(self, "verdicts", tuple(_redacted_verdict(v) for v in self.verdicts))
+        set_(self, "notes", tuple(redact(n) for n in self.notes))
+        set_(self, "facts", _redacted_facts(self.facts))
 
     @property
     def status(self) -> Status:
@@ -68,6 +82,34 @@ class Report:
         }
 
 
+def _clean(text: str) -> str:
+    return without_reprs(redact(text))
+
+
+def _redacted_finding(f: Finding) -> Finding:
+    # Redacted, and never a Python repr ("<… object at 0x…>") in what people read.
+    summary, cause, fix = _clean(f.summary), _clean(f.cause or "") or f.cause, _clean(f.fix or "") or f.fix
+    evidence = redact_value(f.evidence)
+    if summary is f.summary and cause is f.cause and fix is f.fix and evidence is f.evidence:
+        return f
+    return replace(f, summary=summary, cause=cause, fix=fix, evidence=evidence)
+
+
+def _redacted_verdict(v: Verdict) -> Verdict:
+    reason = redact(v.reason)
+    return v if reason is v.reason else replace(v, reason=reason)
+
+
+def _redacted_facts(facts: Facts) -> Facts:
+    changes = {}
+    for f in fields(facts):
+        value = getattr(facts, f.name)
+        clean = redact_value(value)
+        if clean is not value:
+            changes[f.name] = clean
+    return replace(facts, **changes) if changes else facts
+
+
 def _short(f: Finding) -> str:
     return f"{f.id}: {f.summary}"
 
@@ -79,7 +121,8 @@ _ROOT_ORDER = ("imds", "instance.profile", "iam.credentials", "clock", "resolver
 S3_CLOCK_LIMIT_S = 900  # S3 refuses requests more than 15 minutes off (RequestTimeTooSkewed)
 
 
-def _rank(f: Finding) -> int:
+def rank(f: Finding) -> int:
+    """Where ``f`` stands in the root-cause order (_ROOT_ORDER): lower is more fundamental."""
     for i, prefix in enumerate(_ROOT_ORDER):
         if f.id == prefix or (prefix.endswith(".") and f.id.startswith(prefix)) or f.id.startswith(prefix + "."):
             return i
@@ -123,13 +166,25 @@ def _system_dns_failing(idx: _Index, services: Sequence[str]) -> List[Finding]:
     return [f] if any(h.split(".", 1)[0] in services for h in hosts) else []
 
 
+def root_of(by_id: Mapping[str, Finding], f: Finding) -> Finding:
+    """The finding at the end of ``f``'s blocked-by chain (``f`` itself when it ran)."""
+    seen = {f.id}
+    while f.blocked_by is not None and f.blocked_by in by_id and f.blocked_by not in seen:
+        f = by_id[f.blocked_by]
+        seen.add(f.id)
+    return f
+
+
 def _verdict(name: str, title: str, idx: _Index, required: Sequence[str], works_text: str,
              extra_broken: Sequence[Finding] = (), notes: Sequence[str] = ()) -> Verdict:
     broken = list({f.id: f for f in idx.failing(required) + list(extra_broken)}.values())
-    # What was blocked, or waits on another finding, repeats its root: name the root.
-    roots = [f for f in broken if f.blocked_by is None and f.cause_code not in SYMPTOMS] or broken
+    # What was blocked, or waits on another finding, repeats its root: name the root (every verdict
+    # that one blockage touches then names the same finding).
+    roots = [f for f in broken if f.blocked_by is None and f.cause_code not in SYMPTOMS]
+    if not roots and broken:
+        roots = list({r.id: r for r in (root_of(idx.by_id, f) for f in broken)}.values())
     if roots:
-        roots.sort(key=_rank)
+        roots.sort(key=rank)
         # One cause once: auth.ssm refused for the clock repeats what the clock finding says.
         seen: set = set()
         roots = [f for f in roots if f.cause_code is None or not (f.cause_code in seen or seen.add(f.cause_code))]
@@ -138,7 +193,9 @@ def _verdict(name: str, title: str, idx: _Index, required: Sequence[str], works_
     if missing:
         return Verdict(name, title, "unknown", "not checked: " + ", ".join(missing))
     degraded = [f"{f.id}: {f.summary}" for f in idx.degraded(required)] + list(notes)
-    return Verdict(name, title, "works", works_text + (f" (degraded: {'; '.join(degraded)})" if degraded else ""))
+    unproven = [i for i in required if (f := idx.get(i)) is not None and f.status == Status.OK and not f.verified]
+    text = works_text + (f" (degraded: {'; '.join(degraded)})" if degraded else "")
+    return Verdict(name, title, "works", text + (f" (not proven: {', '.join(unproven)})" if unproven else ""))
 
 
 def verdicts(findings: Sequence[Finding]) -> Tuple[Verdict, ...]:
@@ -185,8 +242,8 @@ def verdicts(findings: Sequence[Finding]) -> Tuple[Verdict, ...]:
     egress = [f for f in findings if f.id.startswith("egress.")]
     if egress and all(f.blocked_by for f in egress):
         # Without DNS nothing could be dialled: that proves nothing about an internet path.
-        iso = Verdict("isolation", "Isolation", "unknown",
-                      f"not tested: blocked by {egress[0].blocked_by} ({egress[0].cause or egress[0].summary})")
+        root = root_of(idx.by_id, egress[0])
+        iso = Verdict("isolation", "Isolation", "unknown", f"not tested because {_short(root)}")
     else:
         iso = _verdict("isolation", "Isolation", idx, [f.id for f in egress] or ["egress"],
                        "isolated: no internet path")

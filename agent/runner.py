@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .checks import workers
-from .checks.causes import explain
+from .checks.causes import KNOWN_IDS, explain, known_ids
+from .checks.errortext import exception_text
 from .checks.model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, worst
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def unknown_selectors(checks: Sequence[Check], only: Iterable[str]) -> List[str]
 
 def _run_one(check: Check, ctx: Context, results: "queue.Queue[_Done]") -> None:
     start = time.monotonic()
+    KNOWN_IDS.set(known_ids(ctx.facts))  # this task's own context (workers.submit copies one)
     try:
         out = check.run(ctx)
         if not isinstance(out, Outcome) or not out.findings:
@@ -68,9 +70,9 @@ def _run_one(check: Check, ctx: Context, results: "queue.Queue[_Done]") -> None:
         results.put(_Done(check.id, Outcome(()), missing_fact=exc.name))
     except Exception as exc:  # noqa: BLE001 - any bug in a check becomes UNKNOWN, never a crash
         tb = traceback.format_exc(limit=8)
-        finding = Finding(check.id, Status.UNKNOWN, f"check failed: {exc.__class__.__name__}: {exc}",
+        finding = Finding(check.id, Status.UNKNOWN, f"check failed: {exception_text(exc)}",
                           evidence={"traceback": tb}, duration_s=time.monotonic() - start,
-                          **explain("check_crashed", error=f"{exc.__class__.__name__}: {exc}"))
+                          **explain("check_crashed", error=exception_text(exc)))
         results.put(_Done(check.id, Outcome((finding,))))
 
 

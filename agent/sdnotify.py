@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Mapping, Optional, Union
 
+from .checks.redact import redact
+
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 1.0
@@ -32,7 +34,7 @@ def _sockaddr(address: str) -> Union[str, bytes]:
 
 def one_line(text: str, limit: int = MAX_STATUS_CHARS) -> str:
     """``text`` with control characters (a newline would start a new KEY=VALUE) made spaces."""
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in redact(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -25,6 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .redact import redact
+from .redact import redact_proxy as _redact_proxy
+
 MAX_TAIL_BYTES = 1024 * 1024  # the issue's bound: a log tail never costs more than 1 MiB
 MAX_LINE_CHARS = 300  # a value quoted in evidence
 MAX_LOG_LINE_CHARS = 600  # an AccessDenied line names the role, action, resource and policy type
@@ -190,12 +193,9 @@ def user_name(uid: int) -> str:
 
 
 PROXY_NAMES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
-_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/\s]*@")  # greedy: to the last @ (p@ss)
-
-
 def redact_proxy(value: str) -> str:
     """``http://user:pass@proxy:3128`` → ``http://***@proxy:3128`` (also without a scheme)."""
-    return _USERINFO.sub(lambda m: m.group(1) + "***@", value.strip())[:MAX_LINE_CHARS]
+    return _redact_proxy(value)[:MAX_LINE_CHARS]
 
 
 def process_proxy_env(pid: int) -> Dict[str, str]:
@@ -349,17 +349,8 @@ def _one_line(exc: object) -> str:
     return " ".join(str(text).split())[:MAX_LINE_CHARS]
 
 
-_SECRET = re.compile(r"((?:Signature|Credential|X-Amz-Security-Token|SessionToken|SecretAccessKey|AccessKeyId|Token)"
-                     r"[\"']?\s*[=:]\s*[\"']?)[^\s,\"'&]+", re.I)
-_URL_USERINFO = re.compile(r"(://)[^/\s]*@")
-
-
-def redact_line(text: str) -> str:
-    """A log line may quote a signed URL or a proxy URL with a password: neither leaves us."""
-    return _URL_USERINFO.sub(r"\1***@", _SECRET.sub(r"\1***", text))
-
-
 def _show(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    text = " ".join(redact_line(text).split())
+    # A log line may quote a signed URL or a proxy URL with a password: neither leaves us.
+    text = " ".join(redact(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .model import Context
 from .net import ca_bundle_from
+from .redact import redact, redact_proxy
 
 ENV_PREFIX = "VPCE_DOCTOR_ENDPOINT_URL_"
 
@@ -50,10 +51,15 @@ def shared_loader() -> Any:
 
 
 def make_client(service: str, region: str, ca_bundle: Optional[str], connect_timeout: float,
-                read_timeout: float, *, fips: bool = False) -> Any:
+                read_timeout: float, *, fips: bool = False, configured_endpoint_urls: bool = False) -> Any:
     """A boto3 client for ``region`` with one attempt (no retries), the given timeouts, our CA
     bundle (plus ``AWS_CA_BUNDLE``) and a bounded IMDS credential fetch. Needs no check context,
-    so the publishers use it too."""
+    so the publishers use it too.
+
+    ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_<SERVICE>`` and ``endpoint_url`` in the AWS config
+    files are ignored unless ``configured_endpoint_urls`` (config ``aws.use_configured_endpoint_urls``):
+    a check must call the service's own name, the one whose private path it proves, whatever
+    environment Run Command inherited from the SSM agent (the report names such variables)."""
     import boto3
     import botocore.session
     from botocore.config import Config
@@ -70,6 +76,8 @@ def make_client(service: str, region: str, ca_bundle: Optional[str], connect_tim
         # total_max_attempts=1: one attempt, no retries (botocore >= 1.15; 1.31 accepts it).
         "retries": {"total_max_attempts": 1, "mode": "standard"},
         "user_agent_extra": "vpce-doctor",
+        # botocore >= 1.31 (AL2023 ships 1.31.21, which has it).
+        "ignore_configured_endpoint_urls": not configured_endpoint_urls,
     }
     if fips:
         options["use_fips_endpoint"] = True
@@ -166,14 +174,17 @@ def client(ctx: Context, service: str, connect_timeout: Optional[float] = None,
     wanted_read = read_timeout if read_timeout is not None else settings.api_timeout_s
     connect, read = ctx.budget(wanted_connect), ctx.budget(wanted_read)
     if (connect, read) != (wanted_connect, wanted_read):  # a budget-cut client is used once
-        return make_client(service, region, settings.ca_bundle, connect, read, fips=settings.fips)
+        return make_client(service, region, settings.ca_bundle, connect, read, fips=settings.fips,
+                           configured_endpoint_urls=settings.use_configured_endpoint_urls)
     key = (service, region, settings.ca_bundle, connect, read, settings.fips, endpoint_url(service),
+           settings.use_configured_endpoint_urls,
            ctx.facts.instance_profile_arn, tuple(os.environ.get(name) for name in _CLIENT_ENV))
     with _cache_lock:
         kept = _clients.get(key)
     if kept is not None:
         return kept
-    made = make_client(service, region, settings.ca_bundle, connect, read, fips=settings.fips)
+    made = make_client(service, region, settings.ca_bundle, connect, read, fips=settings.fips,
+                       configured_endpoint_urls=settings.use_configured_endpoint_urls)
     if _has_credentials(made):
         with _cache_lock:
             made = _clients.setdefault(key, made)
@@ -263,6 +274,37 @@ def json_caller(ctx: Context, service: str) -> JsonCaller:
         with _cache_lock:
             caller = _callers.setdefault(key, caller)
     return caller
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def environment_notes(use_configured_endpoint_urls: bool, environ: Optional[Mapping[str, str]] = None) -> List[str]:
+    """What in the environment changes where AWS calls go, for the report's notes (Run Command
+    inherits the SSM agent's environment, so this is not only the operator's shell). Values are
+    redacted (a proxy URL may carry a password)."""
+    env = os.environ if environ is None else environ
+    notes: List[str] = []
+    urls = sorted(k for k in env if (k == "AWS_ENDPOINT_URL" or k.startswith("AWS_ENDPOINT_URL_")) and env[k])
+    if urls:
+        shown = ", ".join(f"{k}={redact(env[k])[:120]}" for k in urls[:6]) + (" …" if len(urls) > 6 else "")
+        if use_configured_endpoint_urls:
+            notes.append(f"AWS calls follow {shown} (aws.use_configured_endpoint_urls is true): their findings prove "
+                         "that endpoint, not the service's own name")
+        else:
+            notes.append(f"ignored {shown} from the environment: the checks call each service's own name "
+                         "(aws.use_configured_endpoint_urls: true would follow it)")
+    hooks = sorted(k for k in env if k.startswith(ENV_PREFIX) and env[k])
+    if hooks:
+        notes.append("test hooks redirect AWS calls: " + ", ".join(f"{k}={redact(env[k])[:120]}" for k in hooks[:6]))
+    proxies = [(k, env[k]) for k in _PROXY_VARS if env.get(k)]
+    if proxies:
+        no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+        shown = ", ".join(f"{k}={redact_proxy(v)[:120]}" for k, v in proxies[:3])
+        notes.append(f"AWS API calls (ec2.api, s3.api, auth.ssm, session.*, publishers) go through the proxy {shown}"
+                     + (f" except NO_PROXY={no_proxy[:200]}" if no_proxy else "")
+                     + ", as the SSM agent's would with the same environment; DNS, TCP and TLS checks do not")
+    return notes
 
 
 def forget_clients() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import calendar
 import json
-import re
 import time
 from concurrent import futures
 from email.utils import parsedate_tz
@@ -17,30 +16,17 @@ from typing import Any, Dict, Mapping, Optional
 
 from . import workers
 from .model import Context
+from .redact import redact
 
 # X-Amz-Target prefixes (the services' JSON 1.1 protocol).
 TARGETS = {"ssm": "AmazonSSM", "kms": "TrentService", "logs": "Logs_20140328"}
 MAX_ANSWER_BYTES = 256 * 1024  # a ListInstanceAssociations page of 1 or a DescribeKey is ~1 KB
 MESSAGE_MAX = 300
 
-_SECRETISH = re.compile(r"(x-amz-security-token|x-amz-signature|signature|credential)[=:]\s*\S+", re.I)
-_KEY_ID = re.compile(r"\bA[SK]IA[A-Z0-9]{16}\b")  # access key ids
-_BASE64_RUN = re.compile(r"[A-Za-z0-9/+=]{40,}")  # secret keys are 40 of these, session tokens hundreds
-
-
-def _random_looking(match: "re.Match[str]") -> str:
-    # Random base64 mixes upper, lower and digits; a long path ("/aws/ssm/…") or ARN does not.
-    run = match.group(0)
-    mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
-    return "<redacted>" if mixed else run
-
-
 def bounded(text: Any, limit: int = MESSAGE_MAX) -> str:
     """One line, at most ``limit`` characters, nothing that looks like a signature, a token or a key
     (a proxy's error page may echo our request headers)."""
-    line = " ".join(str(text)[:8192].split())
-    line = _SECRETISH.sub(lambda m: m.group(1) + "=<redacted>", line)
-    line = _BASE64_RUN.sub(_random_looking, _KEY_ID.sub("<redacted>", line))
+    line = redact(" ".join(str(text)[:8192].split()))
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 

@@ -8,8 +8,9 @@ Adding a cause: add it here, nowhere else.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,9 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
     Cause("s3_no_gateway_route",
           "S3 at {ip} did not answer: the subnet's route table has no route for the S3 prefix list to a "
           "gateway endpoint",
-          "Create an S3 gateway endpoint and associate it with the subnet's route table",
+          "Associate the VPC's S3 gateway endpoint with the subnet's route table (aws ec2 modify-vpc-endpoint "
+          "--vpc-endpoint-id <vpce-id> --add-route-table-ids <the subnet's route table>); if the VPC has none, "
+          "create one with the route table",
           "aws ec2 create-vpc-endpoint --vpc-id {vpc_id} --vpc-endpoint-type Gateway --service-name "
           "com.amazonaws.{region}.s3 --route-table-ids {route_table_id}"),
     Cause("s3_route_missing",
@@ -528,7 +531,12 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
 SYMPTOMS = frozenset({"ssm_agent_endpoints_failing", "ssm_agent_not_accepted", "ssm_agent_waits_for",
                       "aws_call_blocked"})
 
-_UNFILLED = re.compile(r"\{[a-z_]+\}")
+_UNFILLED = re.compile(r"\{([a-z_]+)\}")
+
+# What the instance knows about itself (IMDS or the config): vpc_id, subnet_id, region, … fill a
+# fix's CLI command when the check that explains did not pass them. Set per check by the runner;
+# the worker pool carries it into a check's own threads.
+KNOWN_IDS: "ContextVar[Mapping[str, object]]" = ContextVar("vpce_doctor_known_ids", default={})
 
 
 class _Partial(dict):  # leaves unknown {params} visible instead of raising
@@ -541,13 +549,29 @@ def _fmt(template: str, params: Dict[str, object]) -> str:
 
 
 def explain(code: str, **params: object) -> Dict[str, Optional[str]]:
-    """``{"cause_code", "cause", "fix"}`` for a Finding; the CLI command is appended to the fix
-    only when all of its parameters are known."""
+    """``{"cause_code", "cause", "fix"}`` for a Finding. The fix ends with its CLI command, filled
+    from ``params`` and then from what the instance knows (KNOWN_IDS); what nobody knows is a
+    named ``<placeholder>``."""
     c = CAUSES[code]
-    fix = _fmt(c.fix, params)
+    known = {k: v for k, v in KNOWN_IDS.get().items() if v not in (None, "", ())}
+    merged = {**known, **{k: v for k, v in params.items() if v not in (None, "", ())}}
+    fix = _fmt(c.fix, merged)
     if c.cli:
-        cli = _fmt(c.cli, params)
-        if not _UNFILLED.search(cli):
-            fix = f"{fix}. CLI: {cli}"
-    cause = _fmt(c.cause, params)
+        cli = _fmt(c.cli, merged)
+        cli = _UNFILLED.sub(lambda m: "<" + m.group(1).replace("_", "-") + ">", cli)
+        fix = f"{fix}. CLI: {cli}"
+    cause = _fmt(c.cause, merged)
     return {"cause_code": code, "cause": cause, "fix": fix}
+
+
+def known_ids(facts: object) -> Dict[str, object]:
+    """KNOWN_IDS from the instance facts (checks.model.Facts): only ids that name this instance's
+    own resources — never a security group (a fix's sg_id may be the endpoint's, not ours)."""
+    get = lambda name: getattr(facts, name, None)  # noqa: E731 - a local shorthand
+    arn = str(get("instance_profile_arn") or "")
+    credentials = get("credentials") or {}
+    role = credentials.get("role") if isinstance(credentials, Mapping) else None
+    return {"vpc_id": get("vpc_id"), "subnet_id": get("subnet_id"), "region": get("region"),
+            "instance_id": get("instance_id"), "subnet_cidr": get("subnet_cidr"), "vpc_cidr": get("vpc_cidr"),
+            "partition": get("partition"), "role": role,
+            "profile": arn.rsplit("/", 1)[-1] if ":instance-profile/" in arn else None}

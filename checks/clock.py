@@ -82,7 +82,7 @@ def run_clock(ctx: Context, sync: Callable[[], Dict[str, Any]] = time_sync_state
     sync_words = "; the kernel reports that no time service disciplines the clock" if unsynced else ""
     if not samples:
         return outcome(Finding(CLOCK, Status.OK, "clock not compared: no AWS answer carried a Date header",
-                               evidence=ev), data={"measured": False})
+                               evidence=ev, verified=False), data={"measured": False})
     # Date has whole seconds: take the sample closest to zero (least delayed) as the skew.
     skew = min((s["skew_s"] for s in samples), key=abs)
     ev["skew_s"] = skew

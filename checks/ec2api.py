@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from . import workers
 from .ec2view import Ec2View, EndpointView, Route, SecurityGroupRule
+from .errortext import exception_text
 from .hostnames import partition_name
 from .model import Check, Context, Finding, Outcome, Settings, Status, outcome
 
@@ -57,12 +58,9 @@ def error_text(exc: BaseException) -> Tuple[str, bool]:
     if isinstance(exc, bx.ReadTimeoutError):
         return f"no answer from {exc.kwargs.get('endpoint_url')} within the read timeout", True
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.SSLError,
-                        bx.ProxyConnectionError, bx.HTTPClientError)):
-        detail = (getattr(exc, "kwargs", None) or {}).get("error")
-        return f"{exc.__class__.__name__}: {exc}" + (f" ({detail})" if detail is not None else ""), True
-    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
-                        bx.NoRegionError)):
-        return f"{exc.__class__.__name__}: {exc}", True
+                        bx.ProxyConnectionError, bx.HTTPClientError, bx.NoCredentialsError,
+                        bx.PartialCredentialsError, bx.CredentialRetrievalError, bx.NoRegionError)):
+        return exception_text(exc), True
     raise exc  # our bug or something unexpected: the runner reports it with a traceback
 
 
@@ -333,7 +331,8 @@ def _report(view: Ec2View, start: float, extra: Mapping[str, Any]) -> Outcome:
         if view.errors:
             summary += "; partial view, failed: " + ", ".join(
                 f"{call} ({err.split(':', 1)[0]})" for call, err in view.errors.items())
-    return outcome(Finding(CHECK_ID, Status.OK, summary, evidence=evidence, duration_s=duration), data=view)
+    return outcome(Finding(CHECK_ID, Status.OK, summary, evidence=evidence, duration_s=duration,
+                           verified=view.available), data=view)
 
 
 def _tf(value: Optional[bool]) -> str:

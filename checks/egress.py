@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import time
 from concurrent import futures
 from functools import partial
@@ -20,18 +19,18 @@ from .causes import explain
 from .dnsquery import query_a
 from .model import Check, Context, Finding, Outcome, Settings, Status, Target, outcome
 from .net import TcpResult, tcp_connect
+from .redact import redact_proxy
 from .s3 import resolver_address
 
 MAX_ADDRESSES = 8  # a name with more answers is tested on its first eight
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
               "NO_PROXY", "no_proxy")
-_USERINFO = re.compile(r"//[^/@]*@")
 
 
 def proxy_environment(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Proxy variables that are set, with any user:password in them redacted."""
     env = os.environ if environ is None else environ
-    return {k: _USERINFO.sub("//***@", env[k]) for k in PROXY_VARS if env.get(k)}
+    return {k: env[k] if k.lower() == "no_proxy" else redact_proxy(env[k]) for k in PROXY_VARS if env.get(k)}
 
 
 def _connect_all(ips: Sequence[str], port: int, timeout_s: float) -> List[TcpResult]:

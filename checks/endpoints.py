@@ -147,7 +147,7 @@ def run_eni(ctx: Context, service: str) -> Outcome:
     def unconfirmed(reason: str) -> Outcome:
         where = "inside the VPC CIDRs" if len(in_vpc) == len(answers) else "private, outside the VPC CIDRs"
         return outcome(Finding(fid, Status.OK, f"{host}: identity not confirmed ({reason}); answers lie {where}",
-                               evidence={"confirmed": False, "reason": reason, "answers": answers}))
+                               evidence={"confirmed": False, "reason": reason, "answers": answers}, verified=False))
 
     if not view.available:
         return unconfirmed(view.reason or "EC2 API not available")

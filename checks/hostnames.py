@@ -62,3 +62,24 @@ def service_hostname(service: str, region: str, fips: bool = False) -> str:
         return str(endpoint["hostname"])
     base = f"{name}-fips" if fips else name
     return _DEFAULT_TEMPLATE.format(service=base, region=region, dnsSuffix=dns_suffix(region))
+
+
+# Interface endpoint services that botocore's endpoint data does not list (no SDK model), with the
+# name the VPC endpoint uses (com.amazonaws.<region>.<name>).
+UNMODELLED_SERVICES = frozenset({"ec2messages", "ssmmessages", "ecr.dkr", "s3-outposts", "execute-api",
+                                 "notebook", "studio", "git-codecommit", "codecommit-fips", "git-codecommit-fips"})
+
+
+@lru_cache(maxsize=16)
+def known_services(partition: Optional[str] = None) -> frozenset:
+    """Endpoint service short names of ``partition`` (every partition when None) in the form an
+    interface endpoint uses: botocore's "api.ecr" is "ecr.api"."""
+    names = set(UNMODELLED_SERVICES)
+    for p in _endpoint_data()["partitions"]:
+        if partition is None or p["partition"] == partition:
+            for name in p.get("services", {}):
+                names.add(name)
+                if "." in name:
+                    names.add(".".join(reversed(name.split("."))))
+    return frozenset(names)
+

@@ -45,11 +45,21 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     blocked_by: Optional[str] = None
+    # False: the check ran but could not prove its point (no EC2 API to confirm an ENI's identity,
+    # no test object configured, no Date header to compare the clock with). The status stays OK for
+    # the exit code (``--strict`` makes it count); every format shows the state as UNVERIFIED.
+    verified: bool = True
+
+    @property
+    def state(self) -> str:
+        """The status as shown: OK, WARNING, CRITICAL, UNKNOWN, or UNVERIFIED (OK but not proven)."""
+        return "UNVERIFIED" if self.status == Status.OK and not self.verified else self.status.name
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "id": self.id,
             "status": self.status.name,
+            "verified": self.verified,
             "summary": self.summary,
             "cause_code": self.cause_code,
             "cause": self.cause,
@@ -150,6 +160,10 @@ class Settings:
     ca_bundle: Optional[str] = None  # extra CA bundle; AWS_CA_BUNDLE is honoured too
     check_ssm_agent: bool = True
     check_ec2_api: bool = True
+    # AWS_ENDPOINT_URL* / endpoint_url in AWS config files: ignored unless the config says so.
+    use_configured_endpoint_urls: bool = False
+    # config checks.overrides: (id or prefix, enabled, severity cap or None), applied by the runtime.
+    overrides: Tuple[Tuple[str, bool, Optional[str]], ...] = ()
     # The SSM agent's files (config ssm_agent:, checks/ssmagent.py); defaults are the agent's own paths.
     ssm_agent_log_dir: str = "/var/log/amazon/ssm"
     ssm_agent_data_dir: str = "/var/lib/amazon/ssm"

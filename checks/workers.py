@@ -13,6 +13,7 @@ own thread, and an idle daemon holds no threads for long. One pool per network n
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import threading
@@ -36,7 +37,8 @@ class Workers:
     def submit(self, fn: Callable[..., T], *args: Any) -> "Future[T]":
         """Run ``fn(*args)`` at once in a daemon thread; the future holds its result or exception."""
         future: "Future[T]" = Future()
-        self._tasks.put((future, fn, args))
+        # The caller's context variables go with the task (checks.causes.KNOWN_IDS among them).
+        self._tasks.put((future, contextvars.copy_context().run, (fn,) + args))
         with self._lock:
             if self._spare > 0:
                 self._spare -= 1  # a waiting worker will take it

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
+from ..checks.errortext import exception_text
+from ..checks.redact import redact
 from ..report import Report
 
 log = logging.getLogger("vpce_doctor.publishers")
@@ -38,7 +40,7 @@ class Publisher(Protocol):
 
 
 def one_line(text: object, limit: int = MAX_DETAIL) -> str:
-    flat = " ".join(str(text).split())
+    flat = " ".join(redact(str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -164,13 +166,11 @@ def describe_aws_error(exc: Exception, operation: str, endpoint: Optional[str]) 
         hint = _HINTS.get(code)
         return f"{operation} failed: {code}: {error.get('Message') or exc}" + (f" ({hint})" if hint else "")
     if isinstance(exc, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
-        return f"{operation} failed: timeout talking to {where}: {exc}"
+        return f"{operation} failed: timeout talking to {where}: {exception_text(exc)}"
     if isinstance(exc, bx.SSLError):
-        return f"{operation} failed: TLS to {where} failed: {exc}"
+        return f"{operation} failed: TLS to {where} failed: {exception_text(exc)}"
     if isinstance(exc, bx.EndpointConnectionError):
-        return f"{operation} failed: cannot reach {where}: {exc}"
+        return f"{operation} failed: cannot reach {where}: {exception_text(exc)}"
     if isinstance(exc, bx.NoCredentialsError):
         return f"{operation} failed: no AWS credentials (is an instance profile attached?)"
-    if isinstance(exc, bx.BotoCoreError):
-        return f"{operation} failed: {exc.__class__.__name__}: {exc}"
-    return f"{operation} failed: {exc.__class__.__name__}: {exc}"
+    return f"{operation} failed: {exception_text(exc)}"

@@ -1,8 +1,17 @@
-"""CloudWatch metrics through the ``monitoring`` endpoint (``PutMetricData``).
+"""CloudWatch metrics through the ``monitoring`` endpoint (``PutMetricData``). Off by default.
 
-Per finding, dimensions InstanceId and Check: ``CheckHealthy`` 1 (OK) or 0 (anything else), and
-where the evidence measured them ``DnsLatency``, ``ConnectTime`` and ``TlsHandshakeTime`` in
-Milliseconds. Per instance (dimension InstanceId): ``Healthy`` 1 when the whole report is OK.
+Few series, with bounded dimensions, because every distinct name + dimensions is a billed custom
+metric (docs/publishing.md has the cost formula):
+
+* per instance (``InstanceId``): ``Healthy`` — 1 when the whole report is OK;
+* per VPC and verdict (``VpcId``, ``Verdict``): ``VerdictWorks`` — 1 when the verdict is "works";
+* per VPC and interface service (``VpcId``, ``Service``): ``ServiceHealthy`` — 1 when that
+  service's DNS, ENI and reach findings are all OK — and ``ConnectTime`` (Milliseconds), the
+  slowest completed TCP connect to its ENIs.
+
+The VPC-level series are shared by every instance of the VPC: their ``Minimum`` says whether any
+instance failed, ``SampleCount`` how many reported. Per-check and per-ENI detail stays in the
+inventory, the last report, ``/metrics`` and the logs.
 
 Limits (botocore's cloudwatch model, PutMetricData documentation, 1.31 and 1.44 alike): "Each
 PutMetricData request is limited to 1 MB in size for HTTP POST requests ... no more than 1000
@@ -55,18 +64,34 @@ def latencies_ms(finding: Finding) -> Dict[str, float]:
     return out
 
 
+def _services(report: Report) -> List[str]:
+    """Interface services the report checked (``dns.<svc>``), in report order."""
+    return list(dict.fromkeys(f.id[4:] for f in report.findings if f.id.startswith("dns.")))
+
+
+def _service_findings(report: Report, service: str) -> List[Finding]:
+    own = (f"dns.{service}", f"eni.{service}", f"reach.{service}")
+    return [f for f in report.findings if f.id in own or f.id.startswith(f"reach.{service}.")]
+
+
 def metric_data(report: Report, instance_id: str) -> List[Dict[str, Any]]:
     when = datetime.fromtimestamp(report.started_at, tz=timezone.utc)
-    data: List[Dict[str, Any]] = []
-    for f in report.findings:
-        dims = [{"Name": "InstanceId", "Value": instance_id}, {"Name": "Check", "Value": f.id[:MAX_DIMENSION_VALUE]}]
-        data.append({"MetricName": "CheckHealthy", "Dimensions": dims, "Timestamp": when,
-                     "Value": 1.0 if f.status == Status.OK else 0.0, "Unit": "None"})
-        for name, value in latencies_ms(f).items():
-            data.append({"MetricName": name, "Dimensions": dims, "Timestamp": when, "Value": value,
-                         "Unit": "Milliseconds"})
-    data.append({"MetricName": "Healthy", "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-                 "Timestamp": when, "Value": 1.0 if report.status == Status.OK else 0.0, "Unit": "None"})
+    vpc = (report.facts.vpc_id or "unknown")[:MAX_DIMENSION_VALUE]
+
+    def datum(name: str, dims: Dict[str, str], value: float, unit: str = "None") -> Dict[str, Any]:
+        return {"MetricName": name, "Dimensions": [{"Name": k, "Value": v[:MAX_DIMENSION_VALUE]} for k, v in dims.items()],
+                "Timestamp": when, "Value": value, "Unit": unit}
+
+    data = [datum("Healthy", {"InstanceId": instance_id}, 1.0 if report.status == Status.OK else 0.0)]
+    for v in report.verdicts:
+        data.append(datum("VerdictWorks", {"VpcId": vpc, "Verdict": v.name}, 1.0 if v.status == "works" else 0.0))
+    for service in _services(report):
+        mine = _service_findings(report, service)
+        healthy = all(f.status == Status.OK for f in mine)
+        data.append(datum("ServiceHealthy", {"VpcId": vpc, "Service": service}, 1.0 if healthy else 0.0))
+        connects = [ms for f in mine for name, ms in latencies_ms(f).items() if name == "ConnectTime"]
+        if connects:
+            data.append(datum("ConnectTime", {"VpcId": vpc, "Service": service}, max(connects), "Milliseconds"))
     return data
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Tuple
 from ..errors import ConfigError, show
 
 PUBLISHER_NAMES = ("last_report", "inventory", "inventory_file", "cloudwatch", "http")
-DEFAULT_PUBLISHERS = ("last_report", "inventory", "inventory_file", "cloudwatch")
+DEFAULT_PUBLISHERS = ("last_report", "inventory", "inventory_file")  # cloudwatch and http: opt-in
 DEFAULT_TYPE_NAME = "Custom:VpceDoctor"
 VERDICT_SUFFIX = "Verdict"  # the verdicts go to <type_name>Verdict: at most two custom types
 # PutInventory TypeName: 1-100 chars, ^(AWS|Custom):.*$ (AWS-FACTS.md; botocore ssm InventoryItem).

@@ -48,8 +48,22 @@ def cmd_exec(args: argparse.Namespace) -> NoReturn:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise LabError("exec needs a command: python -m tests.lab exec -- CMD ...")
-    argv = labmod.instance_argv(names, command)
+    argv = labmod.instance_argv(names, with_lab_config(command, names.state_dir / "agent.yaml"))
     os.execvpe(argv[0], argv, labmod.instance_env(names))
+
+
+def with_lab_config(command: List[str], config: Path) -> List[str]:
+    """``vpce-doctor check|daemon`` without ``--config`` gets the scenario's agent config (the lab's
+    paths for the SSM agent's files, the scenario's settings), as ``up`` prints it."""
+    if not config.exists():
+        return command
+    at = 1 if os.path.basename(command[0]) == "vpce-doctor" else (
+        3 if command[1:3] == ["-m", "vpce_doctor"] else None)
+    if at is None or len(command) <= at or command[at] not in ("check", "daemon"):
+        return command
+    if any(a == "--config" or a.startswith("--config=") for a in command[at:]):
+        return command
+    return command[:at + 1] + ["--config", str(config)] + command[at + 1:]
 
 
 def cmd_set(args: argparse.Namespace) -> int:

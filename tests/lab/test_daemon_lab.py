@@ -238,14 +238,15 @@ def get_inventory(filters, type_name):
 out["get_inventory"] = get_inventory([{"Key": "AWS:InstanceInformation.InstanceId", "Values": [iid], "Type": "Equal"}], req["types"][0])
 out["critical_instances"] = sorted(get_inventory([{"Key": req["types"][0] + ".Status", "Values": ["CRITICAL"], "Type": "Equal"}], req["types"][0]))
 out["metrics"] = sorted(
-    [m["MetricName"], {d["Name"]: d["Value"] for d in m["Dimensions"]}.get("Check")]
-    for page in cw.get_paginator("list_metrics").paginate(Namespace=ns, Dimensions=[{"Name": "InstanceId", "Value": iid}])
-    for m in page["Metrics"])
+    [m["MetricName"], sorted([d["Name"], d["Value"]] for d in m["Dimensions"])]
+    for page in cw.get_paginator("list_metrics").paginate(Namespace=ns) for m in page["Metrics"])
 at = datetime.strptime(req["at"], "%Y-%m-%dT%H:%M:%SZ")
-series = [("Healthy", None)] + [("CheckHealthy", c) for c in req["checks"]]
-queries = [{"Id": "q%d" % i, "MetricStat": {"Metric": {"Namespace": ns, "MetricName": name, "Dimensions":
-            [{"Name": "InstanceId", "Value": iid}] + ([{"Name": "Check", "Value": c}] if c else [])},
-            "Period": 1, "Stat": "Minimum"}} for i, (name, c) in enumerate(series)]
+vpc = req["vpc_id"]
+series = ([("Healthy", [{"Name": "InstanceId", "Value": iid}])]
+          + [("ServiceHealthy", [{"Name": "VpcId", "Value": vpc}, {"Name": "Service", "Value": s}]) for s in req["services"]]
+          + [("VerdictWorks", [{"Name": "VpcId", "Value": vpc}, {"Name": "Verdict", "Value": v}]) for v in req["verdicts"]])
+queries = [{"Id": "q%d" % i, "MetricStat": {"Metric": {"Namespace": ns, "MetricName": name, "Dimensions": dims},
+            "Period": 1, "Stat": "Minimum"}} for i, (name, dims) in enumerate(series)]
 deadline = time.monotonic() + 10  # the report may be a step ahead of its own PutMetricData
 while True:
     res = cw.get_metric_data(MetricDataQueries=queries, StartTime=at, EndTime=at + timedelta(seconds=1))
@@ -253,7 +254,8 @@ while True:
     if all(values.get(q["Id"]) for q in queries) or time.monotonic() > deadline:
         break
     time.sleep(0.2)
-out["health_at"] = {(c or "Healthy"): (values.get("q%d" % i) or [None])[0] for i, (_, c) in enumerate(series)}
+out["health_at"] = {name + ":" + dims[-1]["Value"]: (values.get("q%d" % i) or [None])[0]
+                    for i, (name, dims) in enumerate(series)}
 print(json.dumps(out))
 '''
 
@@ -262,7 +264,8 @@ def readback(lab: labmod.Lab, report: Dict[str, Any]) -> Dict[str, Any]:
     """SSM inventory and CloudWatch as the lab's AWS holds them, for the cycle of ``report``."""
     request = {"region": report["facts"]["region"], "instance_id": report["facts"]["instance_id"],
                "namespace": NAMESPACE, "types": [TYPE, VERDICT_TYPE], "at": report["checked_at"],
-               "checks": [f["id"] for f in report["findings"]]}
+               "vpc_id": report["facts"]["vpc_id"], "verdicts": sorted(report["verdicts"]),
+               "services": sorted({f["id"][4:] for f in report["findings"] if f["id"].startswith("dns.")})}
     proc = subprocess.run(labmod.instance_argv(lab.names, [sys.executable, "-c", READBACK, json.dumps(request)]),
                           env=labmod.instance_env(lab.names), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.strip().splitlines()[-3:]
@@ -323,13 +326,19 @@ def assert_everywhere(daemon: Daemon, lab: labmod.Lab, cycle: Dict[str, Any], ch
                for e in doc["Content"])
     assert entries_diagnosis(doc["Content"]) == diagnosis(report)
     assert daemon.inventory_file(iid, VERDICT_TYPE)["TypeName"] == VERDICT_TYPE
-    # CloudWatch: every check's health metric, and this cycle's values.
-    metrics = {tuple(m) for m in aws["metrics"]}
-    assert {("CheckHealthy", f["id"]) for f in report["findings"]} <= metrics and ("Healthy", None) in metrics
-    assert aws["health_at"][check] == (1.0 if ok else 0.0)
-    assert aws["health_at"]["Healthy"] == (1.0 if ok else 0.0)
-    assert {c: v for c, v in aws["health_at"].items() if c != "Healthy"} == {
-        f["id"]: (1.0 if f["status"] == "OK" else 0.0) for f in report["findings"]}
+    # CloudWatch: a bounded set of series (per instance, per VPC verdict and service), this cycle's values.
+    vpc, services = report["facts"]["vpc_id"], {f["id"][4:] for f in report["findings"] if f["id"].startswith("dns.")}
+    names = {m[0] for m in aws["metrics"]}
+    assert names <= {"Healthy", "VerdictWorks", "ServiceHealthy", "ConnectTime"}, names
+    # (moto lists a metric once per datum: count distinct series)
+    ours = {json.dumps(m) for m in aws["metrics"] if ["VpcId", vpc] in m[1] or ["InstanceId", iid] in m[1]}
+    assert len(ours) <= 1 + 4 + 2 * len(services), ours
+    assert aws["health_at"][f"Healthy:{iid}"] == (1.0 if ok else 0.0)
+    service = check.split(".")[1]
+    assert aws["health_at"][f"ServiceHealthy:{service}"] == (1.0 if ok else 0.0)
+    assert {k: v for k, v in aws["health_at"].items() if k.startswith("VerdictWorks:")} == {
+        f"VerdictWorks:{name}": (1.0 if v["status"] == "works" else 0.0) for name, v in report["verdicts"].items()}
+    assert vpc
     # The local endpoint.
     status, text = daemon.http_get("/metrics")
     assert status == 200

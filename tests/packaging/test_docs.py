@@ -54,3 +54,24 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
     assert gen.main(["--output", str(stale)]) == 0
     assert gen.main(["--check", "--output", str(stale)]) == 0
     assert stale.read_text(encoding="utf-8") == TABLE.read_text(encoding="utf-8")
+
+
+# Paths the docs name as this repository's: markdown links and `backticked` paths under these folders.
+_REPO_DIRS = ("agent/", "checks/", "systemd/", "packaging/", "tests/", "docs/", "scripts/", ".ci/")
+_DOCS = ("README.md", "config.example.yaml", "docs/*.md", "*/README.md", "*/*/README.md", "tests/lab/SCENARIOS.md")
+
+
+def test_docs_name_only_paths_that_exist() -> None:
+    """Issue 14: docs mentioned paths the repository does not have. A path in another project is
+    written as a link to it (https://…), not as one of ours."""
+    missing = []
+    for pattern in _DOCS:
+        for doc in sorted(REPO.glob(pattern)):
+            text = doc.read_text(encoding="utf-8")
+            named = {(doc.parent / m.group(1)).resolve() for m in re.finditer(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+                     if "://" not in m.group(1) and not m.group(1).startswith("mailto:")}
+            named |= {(REPO / m.group(1)).resolve() for m in re.finditer(r"`([A-Za-z0-9_./-]+)`", text)
+                      if m.group(1).startswith(_REPO_DIRS)}
+            missing += [f"{doc.relative_to(REPO)} names {p.relative_to(REPO) if REPO in p.parents else p}"
+                        for p in sorted(named) if not p.exists()]
+    assert not missing, "\n".join(missing)

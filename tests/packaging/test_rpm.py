@@ -107,6 +107,7 @@ def test_rpm_files_config_and_state_directory(built: Built) -> None:
         name, flag, mode = line.split("\t")
         flags[name] = flag + " " + mode
     assert flags["/usr/bin/vpce-doctor"] == " -rwxr-xr-x"
+    assert flags["/usr/bin/vpce-doctor-copy-inventory"] == " -rwxr-xr-x"  # vpce-doctor-inventory.service's
     assert flags["/etc/vpce-doctor/config.yaml"] == "cn -rw-r--r--"  # %config(noreplace), readable by the unit's user
     assert flags["/var/lib/vpce-doctor"].startswith("g d")  # %ghost dir: systemd's StateDirectory= makes it
     assert {n for n in flags if n.startswith("/usr/lib/systemd/system/")} == {
@@ -177,6 +178,8 @@ def test_install_into_a_scratch_root(root: Path) -> None:
         assert (root / "usr/lib/systemd/system" / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
     launcher = (root / "usr/bin/vpce-doctor").read_text()
     assert launcher.startswith("#!/usr/bin/python3 -s\n") and "from vpce_doctor.cli import main" in launcher
+    copier = (root / "usr/bin/vpce-doctor-copy-inventory").read_text()
+    assert copier.startswith("#!/usr/bin/python3 -s\n") and "from vpce_doctor.inventory_copy import main" in copier
     assert (root / f"{SITELIB}/vpce_doctor-{__version__}.dist-info/INSTALLER").read_text().strip() == "rpm"
     assert not (root / "var/lib/vpce-doctor").exists()  # %ghost: systemd creates it
 

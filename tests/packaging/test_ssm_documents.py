@@ -7,10 +7,19 @@ least-privilege IAM that matches what the code calls; then the RunCheck command 
 the way the SSM agent renders it (agent/parameters/parameters.go: ``{{\\s*name\\s*}}`` replaced by
 the value), run with ``sh`` and ``bash`` against a stand-in agent (exit codes, trimming, config
 overlay), and inside the lab (``python -m tests.lab up/exec/down``, root only).
+
+Issue 11 (security): the operator policy sends RunCheck only (Install is root on every instance:
+admin-install.json); RunCheck reads configFile only as a root-owned regular file directly in
+/etc/vpce-doctor (allowedPattern, and a runtime check shown against symlinks, ``..``, foreign owners)
+and never sends a file's content back; Install downloads only from the pinned S3 prefix, only a file
+with the stated SHA-256, and an RPM only with a valid signature (run with stand-ins for aws, dnf, curl).
+Scripts run against a scratch folder standing in for /etc/vpce-doctor: the rendered text's
+``/etc/vpce-doctor`` is rewritten to it, so no test touches /etc.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -54,20 +63,32 @@ GOOD = {
     "s3Key": ["hello.txt", "vpce-doctor/probe.txt", "a/b-c_d.e!f(1)=2+3,4@5"],
     "isolationTargets": ["google.com", "google.com:443,example.com:80,203.0.113.10"],
     "timeout": ["1", "10", "99", "120", "600"],
-    "configFile": ["/etc/vpce-doctor/config.yaml", "/run/vpce-lab/ssmdoc/agent.yaml"],
+    "configFile": ["/etc/vpce-doctor/config.yaml", "/etc/vpce-doctor/agent.yml", "/etc/vpce-doctor/lab_1-a.b.yaml"],
     "maxOutputChars": ["1000", "24000", "47000"],
-    "packageUrl": ["s3://my-bucket/vpce-doctor/packages/vpce-doctor-0.1.0-1.amzn2023.noarch.rpm",
-                   "https://example.com/dist/vpce_doctor-0.1.0-py3-none-any.whl",
-                   "https://my-bucket.s3.us-east-1.amazonaws.com/pkg/vpce%2Bdoctor-0.1.0-1.noarch.rpm"],
+    "packageFile": ["vpce-doctor-0.1.0-1.amzn2023.noarch.rpm", "vpce_doctor-0.1.0-py3-none-any.whl",
+                    "vpce-doctor-1.2.3+local.4-1.amzn2023.noarch.rpm"],
+    "sha256": ["0123456789abcdef" * 4, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
 }
 BAD = {
     "timeout": ["0", "601", "1000", "-1", "1.5", ""],
     "maxOutputChars": ["999", "47001", "48000", "100000", ""],
     "s3Bucket": ["A-Bucket", "b", "-bucket", "bucket-"],
     "extraServices": ["kms,", ",kms", "Kms", "kms,,logs", "kms logs"],
-    "configFile": ["etc/config.yaml", "", "/etc/x y"],
-    "packageUrl": ["http://example.com/x.rpm", "https://example.com/x.rpm?X-Amz-Signature=1&a=b",
-                   "s3://b/x.tar.gz", "file:///tmp/x.rpm", "ftp://example.com/x.rpm"],
+    # Only a file directly in /etc/vpce-doctor: no other folder, no .., no subfolder, YAML names only.
+    "configFile": ["etc/config.yaml", "", "/etc/x y", "/etc/shadow", "/etc/vpce-doctor/../shadow",
+                   "/etc/vpce-doctor/../../etc/shadow.yaml", "/etc/vpce-doctor/..yaml", "/etc/vpce-doctor/.yaml",
+                   "/etc/vpce-doctor/sub/config.yaml", "/etc/vpce-doctorx/config.yaml", "/etc/vpce-doctor/config.json",
+                   "/etc/vpce-doctor/config.yaml.bak", "/run/vpce-lab/ssmdoc/agent.yaml", "/root/.aws/config.yaml",
+                   "/etc/vpce-doctor//config.yaml", "/proc/self/environ"],
+    # Only a file name under the one pinned prefix: no URL, no other bucket, no folder, no ..
+    "packageFile": ["s3://other-bucket/vpce-doctor-0.1.0-1.noarch.rpm", "https://example.com/vpce-doctor-0.1.0.rpm",
+                    "../vpce-doctor-0.1.0-1.noarch.rpm", "x/vpce-doctor-0.1.0-1.noarch.rpm",
+                    "vpce-doctor-0.1.0/../../evil.rpm", "evil-0.1.0-1.noarch.rpm", "vpce-doctor-0.1.0.tar.gz",
+                    "-vpce-doctor-0.1.0.rpm", "vpce-doctor-.rpm", ""],
+    "packageSource": ["s3://other-bucket/vpce-doctor/packages/", "https://example.com/vpce-doctor/packages/",
+                      "s3://DOC-EXAMPLE-BUCKET/", "s3://DOC-EXAMPLE-BUCKET/vpce-doctor/packages/../",
+                      "s3://DOC-EXAMPLE-BUCKET/vpce-doctor/packages/x/", ""],
+    "sha256": ["", "0" * 63, "0" * 65, "0123456789ABCDEF" * 4, "g" * 64, " " + "0" * 64],
 }
 
 
@@ -104,9 +125,10 @@ def validate(doc: Mapping[str, Any], name: str, value: str) -> None:
         raise ValueError(f"{name}: {value!r} does not match {spec['allowedPattern']}")
 
 
-def render(doc: Mapping[str, Any], values: Optional[Mapping[str, str]] = None) -> str:
-    """The script the SSM agent writes to _script.sh: defaults plus ``values``, validated, each
-    ``{{ name }}`` replaced by its value, runCommand lines joined with newlines."""
+def render(doc: Mapping[str, Any], values: Optional[Mapping[str, str]] = None, *, check: bool = True) -> str:
+    """The script the SSM agent writes to _script.sh: defaults plus ``values``, validated (unless
+    ``check`` is false: what the script does if a pattern were loosened), each ``{{ name }}``
+    replaced by its value, runCommand lines joined with newlines."""
     merged: Dict[str, str] = {}
     for name, spec in doc["parameters"].items():
         if name in (values or {}):
@@ -116,12 +138,28 @@ def render(doc: Mapping[str, Any], values: Optional[Mapping[str, str]] = None) -
         else:
             raise ValueError(f"{name} is required")
     for name, value in merged.items():
-        validate(doc, name, value)
+        if check:
+            validate(doc, name, value)
     text = "\n".join(doc["mainSteps"][0]["inputs"]["runCommand"])
     for name, value in merged.items():
         text = re.sub(r"\{\{\s*%s\s*\}\}" % re.escape(name), lambda _m, v=value: v, text)
     assert "{{" not in text
     return text
+
+
+ETC = "/etc/vpce-doctor"
+
+
+def localize(script: str, etc: Path, owner: Optional[int] = None) -> str:
+    """The rendered script with ``etc`` standing in for /etc/vpce-doctor (the folder, the default
+    config, a configFile value in it) and, for a test run without root, ``owner`` as the uid that
+    must own it. A test edit of the rendered text only: the documents have no such knob."""
+    assert ETC in script
+    out = script.replace(ETC, str(etc))
+    if owner is not None:
+        assert out.count("\nVD_CONFIG_OWNER=0\n") == 1
+        out = out.replace("\nVD_CONFIG_OWNER=0\n", f"\nVD_CONFIG_OWNER={owner}\n")
+    return out
 
 
 # --- document structure -----------------------------------------------------------------------------
@@ -372,22 +410,37 @@ def _shells() -> List[str]:
 
 
 class Stand:
-    """A directory with the stand-in agent on PATH, and the rendered script runner."""
+    """A directory with the stand-in agent on PATH, a folder standing in for /etc/vpce-doctor
+    (``etc``: owned by this user, 0755), and the rendered script runner."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root = root.resolve()  # the runtime check compares resolved paths
         self.bin = root / "bin"
         self.bin.mkdir()
         agent = self.bin / "vpce-doctor"
         agent.write_text(FAKE_AGENT.format(python=sys.executable), encoding="utf-8")
         agent.chmod(agent.stat().st_mode | stat.S_IXUSR)
         self.log = root / "agent-log.json"
+        self.etc = root / "etc-vpce-doctor"
+        self.etc.mkdir()
+        self.etc.chmod(0o755)
+
+    def config(self, name: str, text: str, mode: int = 0o644) -> Path:
+        """A config file in the stand-in /etc/vpce-doctor, owned by this user."""
+        path = self.etc / name
+        path.write_text(text, encoding="utf-8")
+        path.chmod(mode)
+        return path
 
     def run(self, values: Optional[Mapping[str, str]] = None, *, shell: str = "sh", rc: int = 0,
-            out: str = "", err: str = "", with_agent: bool = True,
-            env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
+            out: str = "", err: str = "", with_agent: bool = True, check: bool = True,
+            owner: Optional[int] = None, env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
+        """Render RunCheck with ``values`` and run it. The config must be owned by ``owner``
+        (default: this user, i.e. root when the tests run as root)."""
         script = self.root / "_script.sh"
-        script.write_text(render(_load(RUN_CHECK), values), encoding="utf-8")
+        owner = os.geteuid() if owner is None else owner
+        text = localize(render(_load(RUN_CHECK), values, check=check), self.etc, None if owner == 0 else owner)
+        script.write_text(text, encoding="utf-8")
         out_file = self.root / "agent-out.txt"
         out_file.write_text(out, encoding="utf-8")
         full_env = dict(os.environ, FAKE_LOG=str(self.log), FAKE_OUT=str(out_file), FAKE_RC=str(rc), FAKE_ERR=err,
@@ -433,26 +486,23 @@ def test_missing_agent_is_unknown(stand: Stand) -> None:
     assert done.returncode == 3 and "not installed" in _text(done.stderr)
 
 
-def test_arguments_and_no_config_copy_without_overrides(stand: Stand, tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text("timeouts: {deadline_s: 5}\n", encoding="utf-8")
-    done = stand.run({"format": "nagios", "timeout": "42", "configFile": str(config)}, out="OK\n")
+def test_arguments_and_no_config_copy_without_overrides(stand: Stand) -> None:
+    config = stand.config("site.yaml", "timeouts: {deadline_s: 5}\n")
+    done = stand.run({"format": "nagios", "timeout": "42", "configFile": f"{ETC}/site.yaml"}, out="OK\n")
     assert done.returncode == 0, done.stderr
     assert stand.agent_log()["argv"] == ["check", "--format", "nagios", "--timeout", "42", "--color", "never",
                                          "--config", str(config)]
 
 
-def test_parameters_are_laid_over_the_instance_config(stand: Stand, tmp_path: Path) -> None:
-    folder = tmp_path / "etc"
-    folder.mkdir()
-    config = folder / "config.yaml"
-    config.write_text(textwrap.dedent("""\
+def test_parameters_are_laid_over_the_instance_config(stand: Stand) -> None:
+    folder = stand.etc
+    config = stand.config("config.yaml", textwrap.dedent("""\
         extra_services: [kms]
         ca_bundle: ca.pem
         s3: {bucket: old-bucket, get_object: true}
         egress: {timeout_s: 2}
-        """), encoding="utf-8")
-    done = stand.run({"configFile": str(config), "extraServices": "logs,kms", "s3Bucket": "new-bucket",
+        """))
+    done = stand.run({"extraServices": "logs,kms", "s3Bucket": "new-bucket",
                       "s3Key": "dir/probe.txt", "isolationTargets": "example.com:443,google.com"}, out="x\n")
     assert done.returncode == 0, done.stderr
     log = stand.agent_log()
@@ -466,9 +516,16 @@ def test_parameters_are_laid_over_the_instance_config(stand: Stand, tmp_path: Pa
     }
 
 
-def test_a_named_config_that_does_not_exist_is_unknown(stand: Stand, tmp_path: Path) -> None:
-    done = stand.run({"configFile": str(tmp_path / "nope.yaml"), "s3Bucket": "b-1"})
+def test_a_named_config_that_does_not_exist_is_unknown(stand: Stand) -> None:
+    done = stand.run({"configFile": f"{ETC}/nope.yaml", "s3Bucket": "b-1"})
     assert done.returncode == 3 and "does not exist" in _text(done.stderr)
+    assert not stand.log.exists()  # the agent never ran
+
+
+def test_a_missing_default_config_means_built_in_defaults(stand: Stand) -> None:
+    done = stand.run({}, out="OK\n")
+    assert done.returncode == 0, done.stderr
+    assert "--config" not in stand.agent_log()["argv"]
 
 
 def _table(lines: int) -> str:
@@ -534,6 +591,328 @@ def test_long_json_stays_valid_json_within_the_limit(stand: Stand, report: Dict[
         assert parsed["findings"][0]["id"] == next(f["id"] for f in report["findings"] if f["status"] != "OK")
 
 
+# --- issue 11: who may send what ----------------------------------------------------------------------
+
+ACCOUNT = "111122223333"  # the caller's account (${aws:PrincipalAccount})
+FOREIGN = "444455556666"  # an account that shares a document of the same name with it
+INSTANCE_ARN = f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/i-0123456789abcdef0"
+
+
+def _document_arn(name: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:ssm:us-east-1:{account}:document/{name}"
+
+
+def _iam_match(pattern: str, value: str, *, case: bool = True) -> bool:
+    """IAM's wildcards: * any run of characters, ? one character; nothing else is special."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case else re.IGNORECASE) is not None
+
+
+def _allows(policy: Mapping[str, Any], action: str, resource: str) -> bool:
+    """Whether an Allow statement grants ``action`` on ``resource`` to a principal of ACCOUNT.
+    Conditions are ignored: they only narrow an Allow, so "never allows" stays a safe reading."""
+    for st in policy["Statement"]:
+        actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+        resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
+        if st["Effect"] == "Allow" and any(_iam_match(a, action, case=False) for a in actions):
+            if any(_iam_match(r.replace("${aws:PrincipalAccount}", ACCOUNT), resource) for r in resources):
+                return True
+    return False
+
+
+# Documents that run code as root besides RunCheck: ours, and AWS's that take a script or a package.
+ROOT_DOCUMENTS = ["VpceDoctor-Install", "AWS-RunShellScript", "AWS-RunRemoteScript", "AWS-ConfigureAWSPackage",
+                  "AWS-InstallApplication", "AWS-RunSaltState", "VpceDoctor-RunCheck-old", "Other"]
+
+
+def test_operator_policy_never_sends_install_or_any_other_document() -> None:
+    policy = _policy("operator-run-command.json")
+    assert _allows(policy, "ssm:SendCommand", _document_arn("VpceDoctor-RunCheck"))
+    assert _allows(policy, "ssm:SendCommand", INSTANCE_ARN)
+    for name in ROOT_DOCUMENTS:
+        assert not _allows(policy, "ssm:SendCommand", _document_arn(name)), name
+    # A same-named document shared from another account is someone else's script.
+    assert not _allows(policy, "ssm:SendCommand", _document_arn("VpceDoctor-RunCheck", FOREIGN))
+    # Nothing else that runs code or changes what RunCheck is.
+    assert set(_actions(policy)) == {"ssm:SendCommand", "ssm:ListCommands", "ssm:ListCommandInvocations",
+                                     "ssm:GetCommandInvocation"}
+
+
+def test_install_is_sent_only_through_the_admin_policy() -> None:
+    admin = _policy("admin-install.json")
+    assert _allows(admin, "ssm:SendCommand", _document_arn("VpceDoctor-Install"))
+    assert not _allows(admin, "ssm:SendCommand", _document_arn("VpceDoctor-Install", FOREIGN))
+    for name in ROOT_DOCUMENTS[1:]:
+        assert not _allows(admin, "ssm:SendCommand", _document_arn(name)), name
+    for path in _policies():
+        if path.name != "admin-install.json":
+            assert not _allows(_load(path), "ssm:SendCommand", _document_arn("VpceDoctor-Install")), path.name
+    readme = (IAM_DIR / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| [`operator-run-command.json`]"))
+    assert "VpceDoctor-Install" not in row
+    assert any(line.startswith("| [`admin-install.json`]") for line in readme.splitlines())
+
+
+def test_install_source_is_one_pinned_prefix_that_the_instance_policy_matches() -> None:
+    spec = _load(INSTALL)["parameters"]["packageSource"]
+    assert spec["allowedValues"] == [spec["default"]] and "allowedPattern" not in spec
+    source = spec["default"]
+    assert re.fullmatch(r"s3://[A-Za-z0-9.-]+/([A-Za-z0-9._-]+/)*", source), source
+    # The script checks the same prefix (one sed pins both), in case a copy loosens allowedValues.
+    script = "\n".join(_load(INSTALL)["mainSteps"][0]["inputs"]["runCommand"])
+    assert re.findall(r"^PINNED='(.*)'$", script, re.M) == [source]
+    (st,) = _policy("install-package-from-s3.json")["Statement"]
+    assert st["Action"] == "s3:GetObject"
+    assert st["Resource"] == "arn:aws:s3:::" + source[len("s3://"):] + "*"
+    assert _load(INSTALL)["parameters"]["sha256"]["allowedPattern"] == "^[0-9a-f]{64}$"
+    assert "default" not in _load(INSTALL)["parameters"]["sha256"]  # required
+
+
+# --- issue 11: what RunCheck may read ---------------------------------------------------------------
+
+SECRET = "SECRETHASH"
+SHADOW = f"root:$6$salt${SECRET}:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n"
+
+
+def _refused(done: subprocess.CompletedProcess, stand: Stand, why: str) -> None:
+    """Exit 3 with one line naming the reason, no byte of the file back, and the agent never ran
+    (so it could not read the file either)."""
+    err = _text(done.stderr)
+    assert done.returncode == 3, (done.returncode, err)
+    assert why in err and err.count("\n") == 1 and err.startswith("vpce-doctor RunCheck: configFile "), err
+    assert SECRET not in err + _text(done.stdout)
+    assert not stand.log.exists(), "the agent was given the file"
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_run_check_refuses_a_symlink(stand: Stand, tmp_path: Path, shell: str) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text(SHADOW, encoding="utf-8")
+    (stand.etc / "config.yaml").symlink_to(secret)
+    _refused(stand.run({}, shell=shell), stand, "symbolic link")  # the default configFile
+    # Even to a good file in the folder: the check and the agent's open must see the same file.
+    stand.config("real.yaml", "timeouts: {deadline_s: 5}\n")
+    (stand.etc / "alias.yaml").symlink_to(stand.etc / "real.yaml")
+    _refused(stand.run({"configFile": f"{ETC}/alias.yaml"}, shell=shell), stand, "symbolic link")
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_run_check_refuses_paths_that_leave_the_folder(stand: Stand, shell: str) -> None:
+    (stand.root / "shadow").write_text(SHADOW, encoding="utf-8")
+    sub = stand.etc / "sub"
+    sub.mkdir()
+    (sub / "config.yaml").write_text(SHADOW, encoding="utf-8")
+    for value in (f"{ETC}/../shadow", f"{ETC}/sub/config.yaml", f"{ETC}/sub/../../shadow"):
+        with pytest.raises(ValueError):
+            validate(_load(RUN_CHECK), "configFile", value)
+        # The runtime check holds on its own (as if a copy of the document loosened the pattern).
+        _refused(stand.run({"configFile": value}, shell=shell, check=False), stand, "not a file directly in")
+
+
+def test_run_check_refuses_a_config_folder_that_is_a_link(stand: Stand, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.yaml").write_text(SHADOW, encoding="utf-8")
+    stand.etc.rmdir()
+    stand.etc.symlink_to(elsewhere)
+    _refused(stand.run({"configFile": f"{ETC}/config.yaml"}), stand, "not a file directly in")
+
+
+def test_run_check_refuses_a_file_not_owned_by_root(stand: Stand) -> None:
+    config = stand.config("config.yaml", SHADOW)
+    if os.geteuid() == 0:
+        os.chown(config, 65534, 65534)  # nobody's file in root's folder
+    # Without root the folder itself is not root's: refused one step earlier, for the same reason.
+    _refused(stand.run({"configFile": f"{ETC}/config.yaml"}, owner=0), stand, "not owned by root")
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646])
+def test_run_check_refuses_a_file_others_can_write(stand: Stand, mode: int) -> None:
+    stand.config("config.yaml", SHADOW, mode=mode)
+    _refused(stand.run({"configFile": f"{ETC}/config.yaml"}), stand, "writable by group or others")
+
+
+def test_run_check_refuses_a_folder_others_can_write(stand: Stand) -> None:
+    stand.config("config.yaml", SHADOW)
+    stand.etc.chmod(0o777)
+    _refused(stand.run({"configFile": f"{ETC}/config.yaml"}), stand, "writable by group or others")
+
+
+def test_run_check_refuses_a_fifo(stand: Stand) -> None:
+    os.mkfifo(stand.etc / "config.yaml", 0o644)  # the agent's open() would block for the whole step
+    _refused(stand.run({"configFile": f"{ETC}/config.yaml"}), stand, "not a regular file")
+
+
+@pytest.mark.parametrize("content, why", [
+    (f"ok: 1\nroot: $6$salt${SECRET}: 19000\n", "is not valid YAML (line 2, column"),
+    (b"ok: \xff" + SECRET.encode() + b"\n", "is not UTF-8 text"),
+])
+def test_the_overlay_never_echoes_the_config(stand: Stand, content: Any, why: str) -> None:
+    config = stand.etc / "config.yaml"
+    config.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    done = stand.run({"s3Bucket": "b-1"})  # a parameter: the helper reads the config to lay it over
+    err = _text(done.stderr)
+    assert done.returncode == 3 and why in err and err.count("\n") == 1, err
+    assert SECRET not in err + _text(done.stdout)
+
+
+# --- issue 11: what Install installs (stand-ins for aws, curl, dnf, rpm; nothing leaves the host) ----
+
+INSTALL_FAKES = {
+    # IMDS: a token, then the region.
+    "curl": 'case "$*" in *api/token*) echo token ;; *placement/region*) echo us-east-1 ;; *) exit 22 ;; esac\n',
+    # aws s3 cp --only-show-errors --region R s3://SOURCE/NAME DEST: from the stand-in bucket folder.
+    "aws": 'echo "$*" >> "$FAKE_DIR/aws.log"\n'
+           'for a in "$@"; do src=$dst; dst=$a; done\n'
+           'case $src in "$FAKE_SOURCE"*) cp "$FAKE_BUCKET/${src#"$FAKE_SOURCE"}" "$dst" ;; *) exit 1 ;; esac\n',
+    "dnf": 'echo "$*" >> "$FAKE_DIR/dnf.log"\n',
+    "vpce-doctor": 'echo "vpce-doctor 0.1.0"\n',
+    # rpm/rpmkeys: the real ones on a scratch database when FAKE_RPMDB is set, else scripted.
+    "rpm": 'echo "rpm $*" >> "$FAKE_DIR/rpm.log"\n'
+           '[ -z "$FAKE_RPMDB" ] || exec /usr/bin/rpm --dbpath "$FAKE_RPMDB" "$@"\n'
+           'case "$*" in *-qp*) printf vpce-doctor ;; esac\n',
+    "rpmkeys": 'echo "rpmkeys $*" >> "$FAKE_DIR/rpm.log"\n'
+               '[ -z "$FAKE_RPMDB" ] || exec /usr/bin/rpmkeys --dbpath "$FAKE_RPMDB" "$@"\n'
+               'exit "${FAKE_SIG_RC:-0}"\n',
+}
+RPM_KEY = "/etc/pki/rpm-gpg/RPM-GPG-KEY-vpce-doctor"
+
+
+class InstallStand:
+    """VpceDoctor-Install run with stand-ins on PATH, a folder as the pinned bucket prefix, and
+    scratch folders standing in for /etc/vpce-doctor and the release key's path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.bin, self.bucket, self.etc = self.root / "bin", self.root / "bucket", self.root / "etc-vpce-doctor"
+        for d in (self.bin, self.bucket, self.etc):
+            d.mkdir()
+        for name, body in INSTALL_FAKES.items():
+            path = self.bin / name
+            path.write_text("#!/bin/sh\n" + body, encoding="utf-8")
+            path.chmod(0o755)
+        self.key = self.root / "RPM-GPG-KEY-vpce-doctor"
+        self.source = _load(INSTALL)["parameters"]["packageSource"]["default"]
+
+    def put(self, name: str, data: bytes) -> str:
+        """The package in the stand-in bucket; its SHA-256."""
+        (self.bucket / name).write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def run(self, values: Mapping[str, str], *, check: bool = True, sig_rc: int = 0,
+            rpmdb: Optional[Path] = None) -> subprocess.CompletedProcess:
+        text = localize(render(_load(INSTALL), values, check=check), self.etc).replace(RPM_KEY, str(self.key))
+        script = self.root / "_install.sh"
+        script.write_text(text, encoding="utf-8")
+        for log in ("aws", "dnf", "rpm"):
+            (self.root / f"{log}.log").unlink(missing_ok=True)
+        env = dict(os.environ, PATH=os.pathsep.join([str(self.bin), "/usr/bin", "/bin"]), FAKE_DIR=str(self.root),
+                   FAKE_BUCKET=str(self.bucket), FAKE_SOURCE=self.source, FAKE_SIG_RC=str(sig_rc),
+                   FAKE_RPMDB=str(rpmdb or ""))
+        return subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+@pytest.fixture
+def install(tmp_path: Path) -> InstallStand:
+    return InstallStand(tmp_path)
+
+
+RPM_NAME = "vpce-doctor-0.1.0-1.amzn2023.noarch.rpm"
+WHEEL_NAME = "vpce_doctor-0.1.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize("name", [RPM_NAME, WHEEL_NAME])
+def test_install_refuses_a_file_with_another_checksum(install: InstallStand, name: str) -> None:
+    good = install.put(name, b"the package the admin meant")
+    install.put(name, b"a package swapped in the bucket")
+    done = install.run({"packageFile": name, "sha256": good})
+    assert done.returncode == 1 and "does not have the SHA-256" in done.stderr, done.stderr
+    assert install.log("aws") and not install.log("dnf") and not install.log("rpm")  # downloaded, never installed
+
+
+def test_install_refuses_sources_outside_the_pinned_prefix(install: InstallStand) -> None:
+    digest = install.put(RPM_NAME, b"x")
+    for name, value in [("packageSource", "s3://other-bucket/vpce-doctor/packages/"),
+                        ("packageSource", "https://example.com/packages/"),
+                        ("packageFile", "../other/" + RPM_NAME), ("packageFile", "https://example.com/" + RPM_NAME)]:
+        with pytest.raises(ValueError):
+            validate(_load(INSTALL), name, value)
+        # The script refuses them too, before any download.
+        values = {"packageFile": RPM_NAME, "sha256": digest, name: value}
+        done = install.run(values, check=False)
+        assert done.returncode == 1 and "VpceDoctor-Install: package" in done.stderr, done.stderr
+        assert not install.log("aws") and not install.log("dnf")
+
+
+def test_install_rpm_needs_a_valid_signature(install: InstallStand) -> None:
+    digest = install.put(RPM_NAME, b"unsigned")
+    done = install.run({"packageFile": RPM_NAME, "sha256": digest}, sig_rc=1)
+    assert done.returncode == 1 and "no valid signature" in done.stderr, done.stderr
+    assert "_pkgverify_level signature" in install.log("rpm")  # plain rpm -K passes unsigned packages
+    assert not install.log("dnf")
+
+
+def test_install_rpm_is_installed_with_the_gpg_check_on(install: InstallStand) -> None:
+    digest = install.put(RPM_NAME, b"signed")
+    done = install.run({"packageFile": RPM_NAME, "sha256": digest})
+    assert done.returncode == 0, done.stderr
+    (dnf,) = install.log("dnf").splitlines()
+    assert dnf.startswith("install -y ") and "--setopt=localpkg_gpgcheck=1" in dnf.split()
+    assert dnf.endswith("/" + RPM_NAME)
+    assert f"installed: vpce-doctor 0.1.0 (dnf, {install.source}{RPM_NAME}, sha256 {digest})" in done.stdout
+
+
+def _real_rpm_tools() -> str:
+    missing = [t for t in ("rpmbuild", "rpmsign", "gpg") if shutil.which(t) is None]
+    missing += [t for t in ("/usr/bin/rpm", "/usr/bin/rpmkeys") if not os.path.exists(t)]
+    return f"needs {', '.join(missing)}" if missing else ""
+
+
+@pytest.mark.skipif(bool(_real_rpm_tools()), reason=_real_rpm_tools() or "tools present")
+def test_install_with_real_rpm_signatures(install: InstallStand, tmp_path: Path) -> None:
+    """The real rpmkeys on a scratch database: unsigned and unknown-key RPMs are refused, an RPM
+    signed by the key at the release key's path is installed."""
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    env = dict(os.environ, GNUPGHOME=str(gnupg))
+
+    def sh(*argv: str) -> str:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (argv, done.stderr)
+        return done.stdout
+
+    spec = tmp_path / "vpce-doctor.spec"
+    spec.write_text("Name: vpce-doctor\nVersion: 0.1.0\nRelease: 1\nSummary: t\nLicense: MIT\nBuildArch: noarch\n"
+                    "%description\nt\n%files\n", encoding="utf-8")
+    sh("rpmbuild", "-bb", "--quiet", "--define", f"_topdir {tmp_path / 'top'}", str(spec))
+    (built,) = (tmp_path / "top" / "RPMS" / "noarch").glob("*.rpm")
+    unsigned = built.read_bytes()
+    for uid in ("vpce-doctor release <release@example.invalid>", "someone else <other@example.invalid>"):
+        sh("gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "rsa2048", "sign", "1d")
+
+    def signed(uid: str) -> bytes:
+        copy = tmp_path / f"signed-{uid.split()[0]}.rpm"
+        copy.write_bytes(unsigned)
+        sh("rpmsign", "--addsign", "--define", f"_gpg_name {uid}", "--define", f"__gpg {shutil.which('gpg')}",
+           "--define", "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback --passphrase ''", str(copy))
+        return copy.read_bytes()
+
+    install.key.write_text(sh("gpg", "--armor", "--export", "vpce-doctor release"), encoding="utf-8")
+    rpmdb = tmp_path / "rpmdb"
+    rpmdb.mkdir()
+    for data, ok in [(unsigned, False), (signed("someone"), False), (signed("vpce-doctor"), True)]:
+        digest = install.put(RPM_NAME, data)
+        done = install.run({"packageFile": RPM_NAME, "sha256": digest}, rpmdb=rpmdb)
+        assert (done.returncode == 0) is ok, done.stderr
+        assert bool(install.log("dnf")) is ok
+        if not ok:
+            assert "no valid signature" in done.stderr
+
+
 # --- the RunCheck command in the lab (root) ---------------------------------------------------------
 
 LAB_NAME = "ssmdoc"
@@ -585,9 +964,11 @@ def lab_up() -> Iterator[Any]:
         assert down.returncode == 0, down.stderr
 
 
-def _run_in_lab(tmp_path: Path, values: Mapping[str, str]) -> subprocess.CompletedProcess:
+def _run_in_lab(tmp_path: Path, values: Mapping[str, str], etc: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """RunCheck in the lab; ``etc`` (the lab's root-owned 0700 state folder) stands in for /etc/vpce-doctor."""
     script = tmp_path / "run-check.sh"
-    script.write_text(render(_load(RUN_CHECK), values), encoding="utf-8")
+    text = render(_load(RUN_CHECK), values)
+    script.write_text(localize(text, etc) if etc else text, encoding="utf-8")
     # On the instance, with the agent under test first on PATH, by bash (the SSM agent runs
     # "sh -c _script.sh"; sh is bash on Amazon Linux; dash is covered above). The agent's deadline
     # bounds the run; 120 s only guards against a hung lab.
@@ -599,8 +980,8 @@ def _run_in_lab(tmp_path: Path, values: Mapping[str, str]) -> subprocess.Complet
 def test_run_check_in_the_healthy_lab(lab_up: Any, tmp_path: Path) -> None:
     state = lab_up("healthy")
     # Over the scenario's own config (s3 bucket and key), with one more isolation target.
-    done = _run_in_lab(tmp_path, {"format": "json", "configFile": str(state / "agent.yaml"),
-                                  "isolationTargets": "google.com,www.google.com:443"})
+    done = _run_in_lab(tmp_path, {"format": "json", "configFile": f"{ETC}/agent.yaml",
+                                  "isolationTargets": "google.com,www.google.com:443"}, etc=state)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len(done.stdout) <= INLINE_STDOUT < RUN_COMMAND_LIMIT
     report = json.loads(done.stdout)

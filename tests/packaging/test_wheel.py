@@ -63,6 +63,7 @@ def test_wheel_holds_the_packages_the_data_and_nothing_else(dists: Tuple[Path, P
     # The units and the example config, byte for byte as in the work tree.
     assert data == {k: p.read_bytes() for k, p in DATA.items()}
     assert "vpce-doctor = vpce_doctor.cli:main" in entry_points
+    assert "vpce-doctor-copy-inventory = vpce_doctor.inventory_copy:main" in entry_points  # the root copy step
     assert meta["Requires-Python"] == ">=3.9"
     # Lower bounds are exactly what AL2023 ships: higher would make the RPM's system packages too old.
     bounds = {r.split(">=")[0]: r.split(">=")[1] for r in meta.get_all("Requires-Dist") if "extra ==" not in r}

@@ -91,6 +91,14 @@ from vpce_doctor.cli import main
 sys.exit(main())
 """
 
+COPY_LAUNCHER = """\
+#!/usr/bin/python3
+# The root copy step's ExecStart: `vpce-doctor-copy-inventory = vpce_doctor.inventory_copy:main`.
+import sys
+from vpce_doctor.inventory_copy import main
+sys.exit(main())
+"""
+
 
 def base_config(**changes: Any) -> Dict[str, Any]:
     """Every probe stays in the container: facts given (no IMDS), resolver = the black hole,
@@ -154,6 +162,9 @@ class Container:
         launcher = self.work / "vpce-doctor"
         launcher.write_text(LAUNCHER)
         launcher.chmod(0o755)
+        copy_launcher = self.work / "vpce-doctor-copy-inventory"
+        copy_launcher.write_text(COPY_LAUNCHER)
+        copy_launcher.chmod(0o755)
         dropin = self.work / "vpce-doctor.service.d"
         dropin.mkdir()
         (dropin / "50-test.conf").write_text(TEST_DROPIN)
@@ -161,6 +172,7 @@ class Container:
             d.mkdir(mode=0o755)
         self.write_config(base_config())
         binds = [f"--bind-ro={site}:{SITE}", f"--bind-ro={launcher}:/usr/bin/vpce-doctor",
+                 f"--bind-ro={copy_launcher}:/usr/bin/vpce-doctor-copy-inventory",
                  f"--bind-ro={dropin}:/etc/systemd/system/{SVC}.d",
                  f"--bind={self.etc_dir}:/etc/vpce-doctor", f"--bind={self.ssm_dir}:/var/lib/amazon/ssm"]
         # The unit files exactly as shipped, where the RPM puts them (%_unitdir).

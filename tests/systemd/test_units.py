@@ -125,3 +125,13 @@ def test_check_service_keeps_the_daemons_sandbox() -> None:
                             "RestartSec", "TimeoutStartSec", "TimeoutStopSec")}
     check = settings("vpce-doctor-check.service")
     assert {k: check.get(k) for k in sandbox} == sandbox
+
+
+def test_copy_step_runs_the_helper_with_a_start_timeout() -> None:
+    # A oneshot without TimeoutStartSec= waits forever for a hung run, and the timer with it.
+    s = settings("vpce-doctor-inventory.service")
+    assert s["Type"] == "oneshot" and s["User"] == "root"
+    assert s["ExecStart"] == "/usr/bin/vpce-doctor-copy-inventory /var/lib/vpce-doctor/ssm /var/lib/amazon/ssm"
+    timeout = re.fullmatch(r"(\d+)s", s.get("TimeoutStartSec", ""))
+    assert timeout and 0 < int(timeout.group(1)) <= 60, s.get("TimeoutStartSec")
+    assert s["CapabilityBoundingSet"] == "CAP_DAC_READ_SEARCH" and s["ReadWritePaths"] == "/var/lib/amazon/ssm"

@@ -172,3 +172,27 @@ def test_a_pool_with_another_ssl_context_keeps_botocore_s_way(aws_env, monkeypat
         http._setup_ssl_cert(pool, server.url, str(ca))
         assert pool.cert_reqs == "CERT_REQUIRED"
     assert own.ca_certs is None and foreign.ca_certs == str(ca)
+
+
+# --- the environment never silently redirects a check (issue 11) -----------------------------------
+def test_endpoint_urls_from_the_environment_are_ignored_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAVDTTESTKEY000009")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    made = awsclient.make_client("ec2", "us-east-1", None, 1, 1)
+    assert made.meta.endpoint_url == "https://ec2.us-east-1.amazonaws.com"
+    followed = awsclient.make_client("ec2", "us-east-1", None, 1, 1, configured_endpoint_urls=True)
+    assert followed.meta.endpoint_url == "http://127.0.0.1:9"
+    notes = awsclient.environment_notes(False)
+    assert any(n.startswith("ignored AWS_ENDPOINT_URL=http://127.0.0.1:8, AWS_ENDPOINT_URL_EC2=http://127.0.0.1:9")
+               for n in notes), notes
+    assert any("follow" in n and "prove" in n for n in awsclient.environment_notes(True))
+
+
+def test_a_proxy_is_named_in_the_notes_without_its_password() -> None:
+    notes = awsclient.environment_notes(False, {"HTTPS_PROXY": "user:s3cr3t@proxy.corp:3128",
+                                                "NO_PROXY": "169.254.169.254"})
+    assert len(notes) == 1 and "s3cr3t" not in notes[0]
+    assert "HTTPS_PROXY=***@proxy.corp:3128" in notes[0] and "NO_PROXY=169.254.169.254" in notes[0]
+    assert awsclient.environment_notes(False, {}) == []

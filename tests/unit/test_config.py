@@ -75,7 +75,7 @@ def test_huge_file_is_refused_before_parsing(tmp_path: Path, monkeypatch: pytest
     def no_parsing(*args: object, **kwargs: object) -> None:
         raise AssertionError("a file over 1 MiB must not reach the YAML parser")
 
-    monkeypatch.setattr(config_mod, "_load_yaml", no_parsing)
+    monkeypatch.setattr(config_mod, "load_yaml", no_parsing)
     _assert_one_line_error(path, "(file): 1228810 bytes is too large; expected a YAML file of at most 1048576 bytes")
 
 
@@ -228,3 +228,27 @@ def test_ca_bundle_relative_to_cwd_without_base_dir(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path)
     assert parse_config({"ca_bundle": "ca.pem"}, "inline").settings.ca_bundle == os.path.join(str(tmp_path),
                                                                                               "ca.pem")
+
+
+# --- hostile files (issue 11: a config error must not echo the file it was pointed at) -------------
+def test_a_file_that_is_not_a_config_is_described_not_echoed(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:$6$c2FsdHNhbHQ$LEAKEDhashLEAKEDhash:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(shadow))
+    assert "LEAKED" not in str(info.value) and "$6$" not in str(info.value)
+    shadow.write_text("$6$c2FsdHNhbHQ$LEAKEDhashLEAKEDhash\n")  # a bare string document
+    with pytest.raises(ConfigError) as info:
+        load_config(str(shadow))
+    assert "LEAKED" not in str(info.value)
+
+
+def test_show_is_bounded_on_aliased_structures() -> None:
+    from vpce_doctor.errors import show
+    level: object = ["lol"] * 9
+    for _ in range(9):  # 9**10 leaves if walked
+        level = [level] * 9
+    text = show(level)
+    assert len(text) <= 60
+    assert len(show("x" * 1_000_000)) <= 60
+    assert show("a\nb\x1b") == '"a\\nb\\u001b"'

@@ -660,3 +660,28 @@ def test_daemon_help_explains_the_service(capsys: pytest.CaptureFixture) -> None
     out = capsys.readouterr().out
     for words in ("--once", "--log-format", "READY=1", "WATCHDOG=1", "SIGHUP", "SIGTERM", "publish.publishers"):
         assert words in out, words
+
+
+def test_a_slow_reload_never_delays_a_stop(tmp_path: Path) -> None:
+    """Issue 11: a hostile file parsed on SIGHUP ran on the main loop and held SIGTERM 11.9 s.
+    The parse now runs off the loop: a stop during a reload that never finishes is prompt."""
+    recorder = Recorder()
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck_loader(path: Optional[str]) -> Any:
+        entered.set()
+        release.wait(60)
+        raise AssertionError("never reached")
+
+    daemon = Daemon(inprocess_config(tmp_path, interval_s=3600), None, check=lambda c: make_report(),
+                    publishers_factory=lambda s, d, ca: [recorder], loader=stuck_loader)
+    runner = InProcess(daemon)
+    try:
+        recorder.wait_for(1)
+        daemon.request_reload()
+        assert entered.wait(10), "the reload never started"
+        sent = time.monotonic()
+        assert runner.stop() == 0
+        assert time.monotonic() - sent < 2.0
+    finally:
+        release.set()

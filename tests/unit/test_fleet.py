@@ -217,9 +217,20 @@ def test_nothing_broken_exits_0(fleet_lab: Tuple[FleetLab, Seeded], capsys: pyte
     code, out, err = run_fleet(capsys, *lab_args(lab, "--cause", "tls_failed"))
     assert code == 0 and err == ""
     assert out.startswith("No instance has a WARNING/CRITICAL/UNKNOWN finding in Custom:VpceDoctor matching cause "
-                          "tls_failed (0 inventory records read, 1 GetInventory page).")
+                          "tls_failed (0 inventory records read, 1 GetInventory page; 50+ instances publish "
+                          "Custom:VpceDoctor).")
     code, doc = fleet_json(capsys, lab, "--cause", "tls_failed")
     assert code == 0 and doc["rows"] == [] and doc["status"] == "OK" and doc["by_cause"] == []
+    assert doc["publishing_instances"] == 50
+
+
+def test_a_type_nobody_publishes_is_not_an_all_clear(fleet_lab: Tuple[FleetLab, Seeded],
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Issue 14: `fleet --type-name Custom:Nope` said "No instance has a … finding", exit 0."""
+    lab, _ = fleet_lab
+    code, out, err = run_fleet(capsys, *lab_args(lab, "--type-name", "Custom:Nope"))
+    assert code == 3 and out == ""
+    assert "no instance publishes Custom:Nope" in err and "not an all-clear" in err and len(err.splitlines()) == 1
 
 
 def test_other_type_name_with_fewer_attributes(fleet_lab: Tuple[FleetLab, Seeded],

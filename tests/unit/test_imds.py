@@ -146,6 +146,17 @@ def test_no_instance_profile() -> None:
     assert facts.instance_profile_arn is None and facts.sources["instance_profile_arn"] == "imds"
 
 
+def test_no_security_group_ids_is_an_empty_list_not_none() -> None:
+    """Issue 11: IMDS answering 404 for security-group-ids left None in the facts, and the EC2 view
+    raised TypeError on tuple(None)."""
+    data = {k: v for k, v in DEFAULT_DATA.items() if not k.endswith("security-group-ids")}
+    with ImdsServer("ok", data=data) as srv:
+        facts, _ = _gather(srv)
+    assert facts.imds_state == "ok"
+    assert facts.security_group_ids == ()
+    assert list(facts.security_group_ids) + ["sg-0fedcba9876543210"]  # what checks/ec2api.py does with it
+
+
 def test_public_ip() -> None:
     with ImdsServer("public_ip") as srv:
         facts, _ = _gather(srv)

@@ -95,8 +95,8 @@ def findings_sample(tag: str = "") -> List[Finding]:
 
 
 def make_report(findings: Sequence[Finding], instance_id: Optional[str], started_at: float = 0.0,
-                region: Optional[str] = REGION) -> Report:
-    return Report(tuple(findings), Facts(region=region, instance_id=instance_id), verdicts(findings),
+                region: Optional[str] = REGION, vpc_id: Optional[str] = None) -> Report:
+    return Report(tuple(findings), Facts(region=region, instance_id=instance_id, vpc_id=vpc_id), verdicts(findings),
                   started_at or time.time(), 1.25)
 
 
@@ -355,25 +355,18 @@ def test_a_raising_publisher_reports_instead_of_raising() -> None:
 
 def test_cloudwatch_metrics_arrive(aws: LoopbackLayer) -> None:
     namespace = f"VpceDoctorTest{uuid.uuid4().hex[:8]}"
-    report = make_report(findings_sample(), aws.instance_id)
+    report = make_report(findings_sample(), aws.instance_id, vpc_id="vpc-0123456789abcdef0")
     result = cloudwatch.CloudWatchPublisher(settings(cloudwatch_namespace=namespace), str(aws.ca)).publish(report)
     assert result.ok, result.detail
 
     cw = aws.client("cloudwatch")
     metrics = cw.list_metrics(Namespace=namespace)["Metrics"]
     seen = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in metrics}
-    iid = aws.instance_id
-
-    def dims(check: str) -> tuple:
-        return (("Check", check), ("InstanceId", iid))
-
-    assert {("CheckHealthy", dims(f.id)) for f in report.findings} <= seen
-    assert ("Healthy", (("InstanceId", iid),)) in seen
-    assert ("DnsLatency", dims("dns.ssm")) in seen and ("DnsLatency", dims("resolver")) in seen
-    assert ("ConnectTime", dims("reach.ssm.10.0.1.101")) in seen
-    assert ("TlsHandshakeTime", dims("reach.ssm.10.0.1.101")) in seen
-    # A timed-out connect measured nothing: no ConnectTime for it.
-    assert ("ConnectTime", dims("reach.ssm.10.0.2.101")) not in seen
+    iid, vpc = aws.instance_id, "vpc-0123456789abcdef0"
+    assert seen == {("Healthy", (("InstanceId", iid),)),
+                    *{("VerdictWorks", (("Verdict", v.name), ("VpcId", vpc))) for v in report.verdicts},
+                    ("ServiceHealthy", (("Service", "ssm"), ("VpcId", vpc))),
+                    ("ConnectTime", (("Service", "ssm"), ("VpcId", vpc)))}
 
     def value(name: str, dimensions: List[Dict[str, str]]) -> List[float]:
         got = cw.get_metric_data(
@@ -383,17 +376,37 @@ def test_cloudwatch_metrics_arrive(aws: LoopbackLayer) -> None:
             StartTime=report.started_at - 600, EndTime=report.started_at + 600)
         return got["MetricDataResults"][0]["Values"]
 
-    instance = [{"Name": "InstanceId", "Value": iid}]
-    assert value("Healthy", instance) == [0.0]
-    assert value("CheckHealthy", instance + [{"Name": "Check", "Value": "dns.ssm"}]) == [0.0]
-    assert value("CheckHealthy", instance + [{"Name": "Check", "Value": "imds"}]) == [1.0]
-    assert value("TlsHandshakeTime", instance + [{"Name": "Check", "Value": "reach.ssm.10.0.1.101"}]) == [3.1]
+    assert value("Healthy", [{"Name": "InstanceId", "Value": iid}]) == [0.0]
+    service = [{"Name": "VpcId", "Value": vpc}, {"Name": "Service", "Value": "ssm"}]
+    assert value("ServiceHealthy", service) == [0.0]
+    # Only the completed connect (0.6 ms) counts; the timed-out one measured nothing.
+    assert value("ConnectTime", service) == [0.6]
+
+
+def test_cloudwatch_series_per_report_are_bounded() -> None:
+    """Issue 14: ~45 series per instance (per check and ENI IP) cost ~$10k a month for 2,000
+    instances. Now: 1 per instance, 4 + 2 per service per VPC, whatever the number of ENIs/checks."""
+    findings: List[Finding] = [Finding("imds", Status.OK, "ok")]
+    for svc in ("ssm", "ec2messages", "ssmmessages"):
+        findings += [Finding(f"dns.{svc}", Status.OK, "ok", evidence={"latency_ms": 1.0}),
+                     Finding(f"eni.{svc}", Status.OK, "ok")]
+        findings += [Finding(f"reach.{svc}.10.0.{az}.20", Status.OK, "ok",
+                             evidence={"ip": f"10.0.{az}.20", "tcp": "connected", "connect_ms": 1.0 + az,
+                                       "tls": "ok", "tls_ms": 2.0}) for az in range(1, 4)]
+    findings += [Finding(f"egress.host{i}", Status.OK, "blocked") for i in range(5)]
+    report = make_report(findings, "i-0123456789abcdef0", vpc_id="vpc-0123456789abcdef0")
+    data = cloudwatch.metric_data(report, "i-0123456789abcdef0")
+    series = {(d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"])) for d in data}
+    print(f"CloudWatch series per report: {len(series)} (3 services, 9 ENIs, {len(findings)} findings)")
+    assert len(series) == len(data) == 1 + 4 + 2 * 3
+    assert not any("10.0." in value for _, dims in series for _, value in dims)  # never per ENI IP
+    assert {d["Value"] for d in data if d["MetricName"] == "ConnectTime"} == {4.0}  # the slowest ENI
 
 
 def test_cloudwatch_batches_stay_under_the_limits(aws: LoopbackLayer, call_log: CallLog) -> None:
-    findings = [Finding(f"reach.x.10.0.{i // 250}.{i % 250}", Status.OK, "ok",
+    findings = [Finding(f"reach.s{i}.10.0.1.1", Status.OK, "ok",
                         evidence={"tcp": "connected", "connect_ms": 1.0, "tls": "ok", "tls_ms": 2.0})
-                for i in range(400)]  # 1,201 data points
+                for i in range(598)] + [Finding(f"dns.s{i}", Status.OK, "ok") for i in range(598)]
     namespace = f"VpceDoctorTest{uuid.uuid4().hex[:8]}"
     # moto takes seconds to parse 1,000 data points in the query protocol (botocore 1.31): a long timeout.
     publisher = cloudwatch.CloudWatchPublisher(settings(cloudwatch_namespace=namespace, cloudwatch_timeout_s=60),

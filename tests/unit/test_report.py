@@ -87,7 +87,7 @@ def test_json_is_stable_and_complete():
     f = healthy()
     f["dns.ssm"] = bad("dns.ssm", code="private_dns_disabled")
     doc = json.loads(render_json(report(f)))
-    assert doc["schema_version"] == 1 and doc["status"] == "CRITICAL" and doc["exit_code"] == 2
+    assert doc["schema_version"] == 2 and doc["status"] == "CRITICAL" and doc["exit_code"] == 2
     assert set(doc["verdicts"]) == {"session_manager", "run_command", "s3_gateway", "isolation"}
     finding = next(x for x in doc["findings"] if x["id"] == "dns.ssm")
     assert set(finding) >= {"id", "status", "summary", "cause", "fix", "evidence", "duration_s", "cause_code"}

@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 import pytest
 
-from vpce_doctor.checks import awsclient, ec2api, s3
+from vpce_doctor.checks import awsclient, ec2api, s3, s3errors
 from vpce_doctor.checks.ec2view import Ec2View, EndpointView, Route, SecurityGroupRule
 from vpce_doctor.checks.model import Context, Settings, Status
 
@@ -248,7 +248,8 @@ def test_object_not_configured():
     c = checks()["s3.object"]
     assert c.needs == ()
     f = run_check(c, FACTS, Settings(), {}).findings[0]
-    assert f.status == Status.OK and f.summary == "no test object configured (s3.bucket/s3.key)"
+    assert f.status == Status.OK and f.summary.startswith("no test object configured (s3.bucket/s3.key)")
+    assert f.verified is False and f.state == "UNVERIFIED"  # nothing about object access was proven
 
 
 def test_no_credentials(aws_env, moto_url, monkeypatch):
@@ -271,18 +272,34 @@ DENIALS = [
 
 
 @pytest.mark.parametrize("message,code", DENIALS)
-def test_api_access_denied_names_the_policy(aws_env, monkeypatch, message, code):
+def test_api_access_denied_proves_the_path(aws_env, monkeypatch, message, code):
+    """Issue 14: with only AmazonSSMManagedInstanceCore, ListBuckets is refused — S3 answered, so
+    the path works; the role's permission is no finding unless an object is configured."""
     reply = (403, {"Content-Type": "application/xml", "x-amz-request-id": "VDT0REQUEST0ID01"},
              s3_error_xml("AccessDenied", message))
     with fake_aws(lambda *a: reply) as fake:
         use_endpoints(monkeypatch, s3=fake.url)
         f = run_check(checks()["s3.api"], FACTS, Settings(), call_data()).findings[0]
-    assert f.status == Status.CRITICAL and f.cause_code == code
+    assert f.status == Status.OK and f.verified and f.cause_code is None and f.fix is None
+    assert "the path works" in f.summary and "s3:ListAllMyBuckets" in f.summary
+    assert f.evidence["path_proven"] is True and f.evidence["refused_by"] == code
     assert f.evidence["http_status"] == 403 and f.evidence["error_code"] == "AccessDenied"
     assert f.evidence["message"] == message and f.evidence["request_id"] == "VDT0REQUEST0ID01"
-    assert "s3:ListAllMyBuckets" in f.fix
     if code == "s3_access_denied_endpoint_policy":
-        assert f"modify-vpc-endpoint --vpc-endpoint-id {GW} --policy-document" in f.fix
+        assert "gateway endpoint's policy" in f.summary and "aws-ssm-us-east-1/*" in f.summary
+
+
+@pytest.mark.parametrize("message,code", DENIALS)
+def test_object_access_denied_names_the_policy(aws_env, monkeypatch, message, code):
+    """A configured object the role should read: a refusal is the user's finding, with its policy."""
+    reply = (403, {"Content-Type": "application/xml", "x-amz-request-id": "VDT0REQUEST0ID01"},
+             s3_error_xml("AccessDenied", message.replace("s3:ListAllMyBuckets", "s3:GetObject")))
+    with fake_aws(lambda method, *a: reply if method != "HEAD" else (403, {}, b"")) as fake:
+        use_endpoints(monkeypatch, s3=fake.url)
+        settings = Settings(s3_bucket="vdt-lab-bucket", s3_key="hello.txt", s3_get_object=True)
+        f = run_check(checks(settings)["s3.object"], FACTS, settings, call_data()).findings[0]
+    assert f.status == Status.CRITICAL and f.cause_code in (code, "s3_access_denied")
+    assert "s3:GetObject" in (f.fix or "")
 
 
 def test_get_object_denied_by_bucket_policy(aws_env, monkeypatch):
@@ -411,12 +428,17 @@ def timeout_run(ns, monkeypatch, check_id="s3.api", view=None, settings=Settings
     return out.findings[0], time.monotonic() - start
 
 
-def test_timeout_without_route_is_no_gateway_route(aws_env, monkeypatch, drop_ns):
+def test_timeout_without_route_is_the_missing_association(aws_env, monkeypatch, drop_ns):
+    """The VPC has a gateway endpoint, this subnet's table lacks its route: the same cause and fix
+    as s3.route (issue 14: s3.api said create-vpc-endpoint while s3.route said modify)."""
     f, elapsed = timeout_run(drop_ns, monkeypatch, view=lab_view(routes=(Route("10.0.0.0/16", "local"),)))
     assert elapsed < 2.0, elapsed  # one 0.5 s connect attempt, no retries
-    assert f.status == Status.CRITICAL and f.cause_code == "s3_no_gateway_route"
-    assert "198.51.100.10" in f.cause and "ConnectTimeoutError" in f.evidence["error"]
-    assert f"--route-table-ids {RTB}" in f.fix
+    assert f.status == Status.CRITICAL and f.cause_code == "s3_route_missing"
+    assert "ConnectTimeoutError" in f.evidence["error"] and "0x" not in f.evidence["error"]
+    assert f"--add-route-table-ids {RTB}" in f.fix and "create-vpc-endpoint" not in f.fix
+    route = run_check(checks()["s3.route"], FACTS, Settings(),
+                      {"ec2.api": lab_view(routes=(Route("10.0.0.0/16", "local"),))}).findings[0]
+    assert route.cause_code == f.cause_code and route.fix == f.fix
 
 
 def test_timeout_without_view_is_no_gateway_route(aws_env, monkeypatch, drop_ns):
@@ -444,9 +466,9 @@ def test_object_timeout_too(aws_env, monkeypatch, drop_ns):
 
 
 def test_access_denied_cause_texts():
-    assert s3.access_denied_cause("... because no VPC endpoint policy allows the s3:GetObject action") == \
+    assert s3errors.access_denied_cause("... because no VPC endpoint policy allows the s3:GetObject action") == \
         "s3_access_denied_endpoint_policy"
-    assert s3.access_denied_cause("... because no resource-based policy allows the s3:GetObject action") == \
+    assert s3errors.access_denied_cause("... because no resource-based policy allows the s3:GetObject action") == \
         "s3_access_denied_bucket_policy"
-    assert s3.access_denied_cause("... with an explicit deny in an identity-based policy") == "s3_access_denied_iam"
-    assert s3.access_denied_cause("... with an explicit deny in a service control policy") == "s3_access_denied"
+    assert s3errors.access_denied_cause("... with an explicit deny in an identity-based policy") == "s3_access_denied_iam"
+    assert s3errors.access_denied_cause("... with an explicit deny in a service control policy") == "s3_access_denied"
