@@ -23,19 +23,22 @@ import json
 import re
 import sys
 import textwrap
+import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 from .checks.redact import redact
+from .fleet_coverage import (INSTANCE_INFORMATION, MAX_PAGES, FleetError, capture_epoch, coverage_text, entities,
+                             instance_status)
 
 DEFAULT_TYPE_NAME = "Custom:VpceDoctor"
+DEFAULT_STALE_AFTER_S = 25 * 3600.0
 STATUSES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 NOT_OK = ("WARNING", "CRITICAL", "UNKNOWN")
 MAX_PAGE = 50                # GetInventory MaxResults: 1-50
 MAX_FILTER_VALUES = 40       # InventoryFilter Values: 1-40 (more: filter here only)
-MAX_PAGES = 100_000          # a guard against a service that never stops paging
 DEFAULT_MAX_ATTEMPTS = 5     # standard retry mode, total attempts (AWS_MAX_ATTEMPTS / profile override)
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
@@ -64,10 +67,6 @@ region, access denied -> the IAM action needed is ssm:GetInventory, throttled af
 Throttling is retried with botocore's standard retry mode (5 attempts; AWS_MAX_ATTEMPTS overrides)."""
 
 
-class FleetError(Exception):
-    """The query failed; the message is one line ending in what to do."""
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit 3 (our own trouble), as in cli.py: 2 would read as CRITICAL."""
 
@@ -85,6 +84,9 @@ class Query:
     checks: Tuple[str, ...] = ()    # ids or prefixes ("dns" selects dns.ssm); empty: all
     causes: Tuple[str, ...] = ()    # cause codes; empty: all
     page_size: int = MAX_PAGE
+    # A daemon re-stores an unchanged diagnosis once a day (its ContentHash covers the UTC date):
+    # older than a day plus a cycle means the instance stopped publishing.
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
 
     def service_filters(self) -> List[Dict[str, Any]]:
         """GetInventory filters that pre-select instances (a superset of what ``matches`` keeps)."""
@@ -126,10 +128,18 @@ class FleetResult:
     rows: Tuple[Row, ...]
     records_read: int   # instances the service returned (after its filters)
     pages: int
-    # With nothing listed: how many instances publish the type at all (None: not asked); "0" is
-    # never an all-clear — a wrong --type-name or a fleet that cannot publish reads the same.
-    publishing: Optional[int] = None
-    publishing_more: bool = False  # more than `publishing` (one page was enough to know)
+    # Coverage: managed instances (AWS:InstanceInformation, not terminated) and those of them that
+    # publish the type. "0 publishing" is never an all-clear; the silent ones are a symptom themselves
+    # (no path to SSM, no daemon, no inventory publisher). None: not asked.
+    managed: Optional[Dict[str, str]] = None  # instance id -> InstanceStatus
+    publishing: Optional[Set[str]] = None
+    stale: Tuple[Tuple[str, str], ...] = ()  # (instance id, its last CaptureTime): published, then stopped
+
+    @property
+    def silent(self) -> List[Tuple[str, str]]:
+        if self.managed is None or self.publishing is None:
+            return []
+        return sorted((iid, status) for iid, status in self.managed.items() if iid not in self.publishing)
 
     @property
     def instances(self) -> List[str]:
@@ -142,7 +152,8 @@ class FleetResult:
 
     @property
     def exit_code(self) -> int:
-        return max((_exit_for(r.status) for r in self.rows), default=EXIT_OK)
+        worst = max((_exit_for(r.status) for r in self.rows), default=EXIT_OK)
+        return max(worst, EXIT_WARNING) if self.silent or self.stale else worst
 
     def by_cause(self) -> List[Dict[str, Any]]:
         """Instances (and findings) per cause code, most instances first."""
@@ -175,7 +186,11 @@ class FleetResult:
             "service_filters": q.service_filters(),
             "pages": self.pages,
             "records_read": self.records_read,
-            "publishing_instances": self.publishing,
+            "coverage": None if self.managed is None else {
+                "managed": len(self.managed), "publishing": len(self.publishing or ()),
+                "stale_after_s": self.query.stale_after_s,
+                "stale": [{"instance_id": i, "capture_time": t} for i, t in self.stale],
+                "silent": [{"instance_id": i, "instance_status": s} for i, s in self.silent]},
             "instance_count": len(self.instances),
             "instances": self.instances,
             "by_status": self.by_status(),
@@ -229,31 +244,23 @@ def fetch(client: Any, query: Query) -> FleetResult:
         request["NextToken"] = token
     rows.sort(key=lambda r: (r.instance_id, r.check_id))
     result = FleetResult(query, tuple(rows), records, pages)
-    if rows:
-        return result
-    publishing, more = _count_publishing(client, query)
+    # Every status value (Equal; the Exists operator works only with aggregators): who publishes at all.
+    items = entities(client, [{"Key": f"{query.type_name}.Status", "Values": list(STATUSES), "Type": "Equal"}],
+                      query.type_name, query.page_size)
+    publishing = set(items)
     if not publishing:
         raise FleetError(f"no instance publishes {query.type_name} in this region (0 inventory records with a "
                          f"Status): nothing was checked, so this is not an all-clear. Is --type-name right (the "
                          f"daemon's publish.inventory.type_name)? Do the instances run the daemon with the inventory "
                          f"publisher, or the custom inventory association? Silent instances may also have lost "
                          f"their path to SSM.")
-    return replace(result, publishing=publishing, publishing_more=more)
-
-
-def _count_publishing(client: Any, query: Query) -> Tuple[int, bool]:
-    """Instances that published the type with any status: one GetInventory page (Equal on every
-    status value; the Exists operator works only with aggregators)."""
-    try:
-        reply = client.get_inventory(
-            Filters=[{"Key": f"{query.type_name}.Status", "Values": list(STATUSES), "Type": "Equal"}],
-            ResultAttributes=[{"TypeName": query.type_name}], MaxResults=MAX_PAGE)
-    except (AttributeError, TypeError, KeyError, ValueError):
-        raise FleetError("the answer to the coverage query does not parse as a GetInventory reply") from None
-    entities = reply.get("Entities")
-    if not isinstance(entities, list):
-        raise FleetError("the answer to the coverage query is not a GetInventory reply (no Entities list)")
-    return len(entities), bool(reply.get("NextToken"))
+    managed = entities(client, [{"Key": f"{INSTANCE_INFORMATION}.InstanceStatus", "Values": ["Terminated"],
+                                  "Type": "NotEqual"}], INSTANCE_INFORMATION, query.page_size)
+    cutoff = time.time() - query.stale_after_s
+    stale = tuple(sorted((iid, str(item.get("CaptureTime") or "?")[:40]) for iid, item in items.items()
+                         if capture_epoch(item.get("CaptureTime")) < cutoff))
+    return replace(result, managed={iid: instance_status(item) for iid, item in managed.items()},
+                   publishing=publishing, stale=stale)
 
 
 def _rows(entity: Dict[str, Any], type_name: str) -> Iterable[Row]:
@@ -361,12 +368,9 @@ def render_json(result: FleetResult) -> str:
 def render_table(result: FleetResult, verbose: bool = False, width: int = 110) -> str:
     q = result.query
     if not result.rows:
-        publishing = "" if result.publishing is None else (
-            f"; {result.publishing}{'+' if result.publishing_more else ''} instance"
-            f"{'s' if result.publishing != 1 or result.publishing_more else ''} publish {q.type_name}")
         return (f"No instance has a {'/'.join(q.statuses)} finding in {q.type_name}"
                 f"{_filter_text(q)} ({result.records_read} inventory records read, {result.pages} "
-                f"GetInventory page{'s' if result.pages != 1 else ''}{publishing}).")
+                f"GetInventory page{'s' if result.pages != 1 else ''}).\n{coverage_text(result)}").rstrip()
     headers = ("INSTANCE", "CHECK", "STATUS", "CAUSE", "CHECKED AT")
     cells = [(r.instance_id, r.check_id, r.status, r.cause_code or "-", r.checked_at or "-") for r in result.rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -392,7 +396,8 @@ def render_table(result: FleetResult, verbose: bool = False, width: int = 110) -
                   f"{len(result.rows)} finding{'s' if len(result.rows) != 1 else ''}{_filter_text(q)}; "
                   f"{result.records_read} inventory records read in {result.pages} GetInventory "
                   f"page{'s' if result.pages != 1 else ''}. Exit {result.exit_code}."]
-    return "\n".join(lines)
+    coverage = coverage_text(result)
+    return "\n".join(lines[:-1] + ([coverage] if coverage else []) + lines[-1:])
 
 
 def _filter_text(q: Query) -> str:
@@ -421,6 +426,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"the custom inventory type the daemons publish (default {DEFAULT_TYPE_NAME})")
     p.add_argument("--max-results", type=int, default=MAX_PAGE, metavar="N",
                    help=f"GetInventory page size, 1-{MAX_PAGE} (default {MAX_PAGE})")
+    p.add_argument("--stale-after", default="25h", metavar="DURATION",
+                   help="an instance whose report is older than this (e.g. 25h, 90m, 2d) is listed as stale "
+                        "(default 25h: the daemon re-stores an unchanged diagnosis once a day)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="show each finding's cause and fix in the table")
 
 
@@ -458,8 +466,12 @@ def query_from(args: argparse.Namespace) -> Query:
     if len(args.type_name) > 100 or not TYPE_NAME_PATTERN.match(args.type_name):
         raise FleetError(f"--type-name: {args.type_name!r} is not an inventory type name "
                          "(Custom:Name or AWS:Name, at most 100 characters)")
+    stale = re.match(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$", str(getattr(args, "stale_after", "25h")).strip())
+    if not stale or float(stale.group(1)) <= 0:
+        raise FleetError(f"--stale-after: {str(args.stale_after)[:40]!r} is not a duration; expected e.g. 25h, 90m, 2d")
+    stale_after_s = float(stale.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[stale.group(2)]
     return Query(type_name=args.type_name, statuses=statuses, checks=_split(args.check),
-                 causes=_split(args.cause), page_size=args.max_results)
+                 causes=_split(args.cause), page_size=args.max_results, stale_after_s=stale_after_s)
 
 
 def run(args: argparse.Namespace) -> int:

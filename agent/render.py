@@ -39,12 +39,13 @@ def render_table(report: Report, colour: bool = False, verbose: bool = False, wi
     id_width = min(34, max((len(f.id) for f in report.findings), default=10))
     explained: Dict[tuple, str] = {}  # (cause_code, fix) -> the finding that showed it first
     blocked = blocked_under_roots(report)
+    under_a_root = {i for ids in blocked.values() for i in ids}
     for f in report.findings:
-        if f.blocked_by is not None and not verbose and any(f.id in ids for ids in blocked.values()):
+        if f.id in under_a_root and not verbose:
             continue  # shown once, under its root cause
         status = _paint(f"{f.state:<10}", _STATE_COLOURS[f.state], colour)
         lines.append(f"{status} {f.id:<{id_width}}  {f.summary}")
-        if f.status != Status.OK and f.blocked_by is None:
+        if (f.status != Status.OK or not f.verified) and f.blocked_by is None and (f.cause or f.fix):
             first = explained.setdefault((f.cause_code, f.fix), f.id)
             if first != f.id and not verbose:  # per-address findings repeat their service's cause
                 lines.append(f"      {'cause:':<7}{f.cause_code or 'see'} (cause and fix as for {first})")

@@ -96,7 +96,7 @@ def _redacted_finding(f: Finding) -> Finding:
 
 
 def _redacted_verdict(v: Verdict) -> Verdict:
-    reason = redact(v.reason)
+    reason = _clean(v.reason)
     return v if reason is v.reason else replace(v, reason=reason)
 
 

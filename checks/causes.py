@@ -56,6 +56,10 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "either ({failing} failed): the agent is waiting for the network, not stuck",
           "Fix the failing {failing} finding(s) first; the agent reconnects by itself (restart it if it has "
           "not within a few minutes)"),
+    Cause("ssm_agent_connected_path_failing",
+          "The SSM agent still holds connections made earlier, but its path fails now ({failing} failed): "
+          "once they drop (an agent restart, a network blip, an idle timeout) it will not reconnect",
+          "Fix the failing {failing} finding(s); the agent needs no action of its own"),
     Cause("ssm_agent_not_connected",
           "The SSM agent runs but holds no connection to the endpoint ENIs ({expected}); it probably started "
           "before the endpoints existed and keeps retrying the old path",
@@ -528,7 +532,8 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
 
 
 # Causes that point at another finding ("fix that first"): a verdict names that finding, not these.
-SYMPTOMS = frozenset({"ssm_agent_endpoints_failing", "ssm_agent_not_accepted", "ssm_agent_waits_for",
+SYMPTOMS = frozenset({"ssm_agent_endpoints_failing", "ssm_agent_connected_path_failing", "ssm_agent_not_accepted",
+                      "ssm_agent_waits_for",
                       "aws_call_blocked"})
 
 _UNFILLED = re.compile(r"\{([a-z_]+)\}")

@@ -134,13 +134,14 @@ def _policy(actions: List[str], resources: List[str]) -> str:
 
 def _denied(ctx: Context, fid: str, service: str, action: str, code: str, message: str, *, agent_needs: bool,
             purpose: str, actions: List[str], resources: List[str], ev: Dict[str, Any], effect: str = "") -> Finding:
-    """A refused call: CRITICAL with the exact grant when the agent needs the permission too, else a
-    WARNING that names what could not be proven."""
+    """A refused call: CRITICAL with the exact grant when the agent needs the permission too; else
+    UNVERIFIED (OK, not proven), naming what could not be proven and how to let it be."""
     denial = classify(code, message)
     ev.update(denial={"kind": denial.kind, "explicit": denial.explicit, "action": denial.action or action})
     error = _line(f"{code}: {message}" if message else code)
     if not agent_needs:
-        return Finding(fid, Status.WARNING, f"could not prove {purpose}: {action} {denial.how}", evidence=ev,
+        return Finding(fid, Status.OK, f"could not prove {purpose}: {action} {denial.how}", evidence=ev,
+                       verified=False,
                        **explain("session_proof_denied", action=action, what=purpose, how=denial.how, error=error))
     view = _view(ctx)
     ep = view.endpoint_for(service) if view.available else None
@@ -347,7 +348,7 @@ def run_s3(ctx: Context, req: Requirements) -> Finding:
     from botocore import exceptions as bx
     from botocore.parsers import ResponseParserError
 
-    from . import s3 as s3mod
+    from . import s3 as s3mod, s3errors
 
     bucket = str(req.bucket)
     region = str(ctx.facts.require("region"))
@@ -363,7 +364,7 @@ def run_s3(ctx: Context, req: Requirements) -> Finding:
         op, action, agent_needs = "GetBucketEncryption", "s3:GetEncryptionConfiguration", True
     else:  # only to prove the bucket exists in this region (s3:ListBucket, a proof-only permission)
         op, action, agent_needs = "HeadBucket", "s3:ListBucket", False
-    call = s3mod._Call(sub, op, action, f"arn:{partition_name(region)}:s3:::{bucket}", bucket)
+    call = s3errors.S3Call(sub, op, action, f"arn:{partition_name(region)}:s3:::{bucket}", bucket)
     ev.update(operation=op, host=dns.get("host"))
     writes = "s3:PutObject (a write) not tried"
     try:
@@ -374,7 +375,7 @@ def run_s3(ctx: Context, req: Requirements) -> Finding:
         err = resp.get("Error") or {}
         status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         code, message = str(err.get("Code") or status), str(err.get("Message") or "")
-        other = s3mod.bucket_region_from(resp)
+        other = s3errors.bucket_region_from(resp)
         ev.update(http_status=status, error_code=_line(code, 80), message=_line(message), bucket_region=other)
         effect = "the agent refuses every session" if req.bucket_encrypted else "session logs are lost"
         if (other and other != region) or code in ("PermanentRedirect", "301") or status == 301:
@@ -398,7 +399,7 @@ def run_s3(ctx: Context, req: Requirements) -> Finding:
         return _unproven(S3, "the bucket", op, _line(f"{status} {code}: {message}"), ev)
     except (bx.ConnectTimeoutError, bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
             bx.SSLError, bx.HTTPClientError) as exc:
-        summary, cause = s3mod.transport_cause(call, exc, ev)
+        summary, cause = s3errors.transport_cause(call, exc, ev)
         ev["error"] = _line(ev.get("error", ""))
         return Finding(S3, Status.CRITICAL, f"{purpose}: {summary}", evidence=ev, **cause)
     except (bx.BotoCoreError, ResponseParserError, ValueError, AttributeError, TypeError) as exc:

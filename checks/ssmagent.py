@@ -93,8 +93,17 @@ def run_ssm_agent(ctx: Context) -> Outcome:
     pids = ", ".join(str(p["pid"]) for p in processes)
     duration = time.monotonic() - start
     if private:
-        return outcome(Finding("ssm_agent", Status.OK, f"SSM agent runs (pid {pids}) with TCP 443 to "
-                               f"{', '.join(sorted(set(private)))}", evidence=ev, duration_s=duration), data=ev)
+        held = f"SSM agent runs (pid {pids}) with TCP 443 to {', '.join(sorted(set(private)))}"
+        # Connections outlive what made them: with the path failing now, the agent would not get back
+        # once they drop. OK would contradict the failing finding (issue 14: no OK whose premise failed).
+        unreachable = agentctx.failing_paths(ctx, agentctx.path_ids(ctx.settings))
+        if unreachable:
+            ev["endpoints_failing"] = unreachable
+            return outcome(Finding("ssm_agent", Status.WARNING, f"{held}, but new connections would fail "
+                                   f"({', '.join(unreachable)} failed)", evidence=ev, duration_s=duration,
+                                   **explain("ssm_agent_connected_path_failing", failing=", ".join(unreachable))),
+                           data=ev)
+        return outcome(Finding("ssm_agent", Status.OK, held, evidence=ev, duration_s=duration), data=ev)
     if hidden and len(hidden) == len(agents):
         # Not root: the agent's sockets aren't visible, so "not connected" can't be claimed.
         return outcome(Finding("ssm_agent", Status.OK, f"SSM agent runs (pid {pids}); not checked: its "

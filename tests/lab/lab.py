@@ -153,6 +153,12 @@ def _agent_yaml(state: Path, scenario_config: Optional[Mapping[str, Any]]) -> Di
     """The scenario's agent_config with the fake agent's paths as ``ssm_agent:`` (its keys win)."""
     config = dict(scenario_config or {})
     config["ssm_agent"] = {**agent_files.config_section(state), **dict(config.get("ssm_agent") or {})}
+    # The daemon on the lab's instance: its state and the agent's inventory folder live in the lab.
+    config["daemon"] = {"state_dir": str(state / "daemon"), **dict(config.get("daemon") or {})}
+    publish = dict(config.get("publish") or {})
+    publish["inventory_file"] = {"root": str(agent_files.paths(state)["data_dir"]),
+                                 **dict(publish.get("inventory_file") or {})}
+    config["publish"] = publish
     return config
 
 

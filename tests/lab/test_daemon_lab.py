@@ -201,6 +201,22 @@ def daemon(lab: labmod.Lab, tmp_path: Path) -> Iterator[Daemon]:
             live.set(LAB, knobs)
 
 
+def test_a_healthy_lab_with_every_publisher_logs_no_failure(lab: labmod.Lab) -> None:
+    """Issue 14: at the default settings (the scenario's agent config, every publisher switched on),
+    a healthy run publishes everywhere and logs no failure."""
+    assert lab.agent_config is not None
+    config = yaml.safe_load(lab.agent_config.read_text()) or {}
+    config.setdefault("publish", {})["publishers"] = ["last_report", "inventory", "inventory_file", "cloudwatch", "http"]
+    path = lab.state_dir / "every-publisher.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = subprocess.run(labmod.instance_argv(lab.names, ["vpce-doctor", "daemon", "--once", "--config", str(path)]),
+                          env=labmod.instance_env(lab.names), cwd=str(REPO_ROOT), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fail" not in proc.stderr.lower(), proc.stderr[-2000:]
+    assert "published: last_report ok, inventory ok, inventory_file ok, cloudwatch ok, http ok" in proc.stderr
+
+
 # --- reading back from the lab's AWS, on the instance ---------------------------------------------
 
 READBACK = r'''

@@ -33,6 +33,7 @@ from tests.bench.fleet import (OTHER_TYPE_NAME, REGION, FleetLab, Seeded, expect
 
 FLEET_SIZE = 500
 NOT_OK = ("WARNING", "CRITICAL", "UNKNOWN")
+STATUSES = ("OK",) + NOT_OK
 Key = Tuple[str, str, str, str]
 
 
@@ -88,9 +89,11 @@ def keys(doc: Dict[str, Any]) -> set:
     return {(r["instance_id"], r["check_id"], r["status"], r["cause_code"]) for r in doc["rows"]}
 
 
-def exit_for(rows: set) -> int:
+def exit_for(rows: set, silent: bool = True) -> int:
+    """The exit code a fleet run must give: the worst listed status, and at least WARNING while a
+    managed instance publishes nothing (the seeded fleet always has some: its silence is a symptom)."""
     statuses = {r[2] for r in rows}
-    return 2 if "CRITICAL" in statuses else 1 if statuses & {"WARNING", "UNKNOWN"} else 0
+    return 2 if "CRITICAL" in statuses else 1 if statuses & {"WARNING", "UNKNOWN"} or silent else 0
 
 
 # --- the lab fleet -----------------------------------------------------------------------------------
@@ -106,6 +109,10 @@ def test_lists_exactly_the_broken_instances(fleet_lab: Tuple[FleetLab, Seeded], 
     assert doc["instances"] == broken and doc["instance_count"] == len(broken)
     assert not set(doc["instances"]) & (set(seeded.silent) | set(seeded.other))
     assert code == 2 and doc["exit_code"] == 2 and doc["status"] == "CRITICAL"
+    # Coverage: every managed instance that never published the type is named, with its status.
+    silent = {s["instance_id"] for s in doc["coverage"]["silent"]}
+    assert silent == set(lab.instance_ids) - set(seeded.findings)
+    assert doc["coverage"]["managed"] == len(lab.instance_ids) == doc["coverage"]["publishing"] + len(silent)
     # The status filter ran at the service: only the broken instances came back, in full pages of 50.
     assert doc["records_read"] == len(broken)
     assert doc["pages"] == math.ceil(len(broken) / 50) >= 2
@@ -212,16 +219,20 @@ def test_table_output(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.Capture
     assert "--private-dns-enabled" in verbose  # the fix's exact CLI command, as the daemon published it
 
 
-def test_nothing_broken_exits_0(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture) -> None:
-    lab, _ = fleet_lab
+def test_nothing_broken_is_not_all_clear_while_instances_are_silent(fleet_lab: Tuple[FleetLab, Seeded],
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    lab, seeded = fleet_lab
     code, out, err = run_fleet(capsys, *lab_args(lab, "--cause", "tls_failed"))
-    assert code == 0 and err == ""
+    assert err == ""
     assert out.startswith("No instance has a WARNING/CRITICAL/UNKNOWN finding in Custom:VpceDoctor matching cause "
-                          "tls_failed (0 inventory records read, 1 GetInventory page; 50+ instances publish "
-                          "Custom:VpceDoctor).")
+                          "tls_failed (0 inventory records read, 1 GetInventory page).")
+    silent = len(lab.instance_ids) - len(seeded.findings)
+    assert f"Coverage: {len(seeded.findings)} of {len(lab.instance_ids)} managed instances publish" in out
+    assert "silent: i-" in out and "an instance that stopped reporting is a symptom itself" in out
+    assert code == 1  # nothing listed, but the silent instances are not an all-clear
     code, doc = fleet_json(capsys, lab, "--cause", "tls_failed")
-    assert code == 0 and doc["rows"] == [] and doc["status"] == "OK" and doc["by_cause"] == []
-    assert doc["publishing_instances"] == 50
+    assert code == 1 and doc["rows"] == [] and doc["status"] == "OK" and doc["by_cause"] == []
+    assert len(doc["coverage"]["silent"]) == silent and doc["coverage"]["publishing"] == len(seeded.findings)
 
 
 def test_a_type_nobody_publishes_is_not_an_all_clear(fleet_lab: Tuple[FleetLab, Seeded],
@@ -244,6 +255,18 @@ def test_other_type_name_with_fewer_attributes(fleet_lab: Tuple[FleetLab, Seeded
     assert [c["cause_code"] for c in doc["by_cause"]] == ["-"]
     code, out, _ = run_fleet(capsys, *lab_args(lab, "--type-name", OTHER_TYPE_NAME))
     assert code == exit_for(want) and "  -  " in out.splitlines()[1]
+    # Its reports were captured on 2026-01-02: long past the 25 h a daily re-store allows — stale.
+    stale = {s["instance_id"]: s["capture_time"] for s in doc["coverage"]["stale"]}
+    assert stale == {iid: "2026-01-02T03:04:05Z" for iid in seeded.other}
+    assert "stale (nothing new for 25 h" in out
+    code, doc = fleet_json(capsys, lab, "--type-name", OTHER_TYPE_NAME, "--stale-after", "36500d")
+    assert doc["coverage"]["stale"] == []
+
+
+@pytest.mark.parametrize("value", ["soon", "0h", "-1d", "5 weeks"])
+def test_a_bad_stale_after_is_one_line(capsys: pytest.CaptureFixture, value: str) -> None:
+    code, out, err = run_fleet(capsys, "--region", REGION, f"--stale-after={value}")
+    assert code == 3 and out == "" and err.count("\n") == 1 and "--stale-after" in err
 
 
 def test_profile_gives_region_and_credentials(fleet_lab: Tuple[FleetLab, Seeded], capsys: pytest.CaptureFixture,
@@ -353,8 +376,15 @@ def test_request_shape_and_entry_level_filtering(fake_ssm: Any, capsys: pytest.C
     doc = json.loads(out)
     assert keys(doc) == {("i-2", "dns.ssm", "CRITICAL", "private_dns_disabled")}  # i-1's dns.ssm is OK
     assert doc["pages"] == 2 and doc["records_read"] == 2
-    first, second = (r["body"] for r in server.requests)
+    first, second, publishing, managed = (r["body"] for r in server.requests)
     assert server.requests[0]["target"] == "AmazonSSM.GetInventory"
+    # Coverage: who publishes the type at all, and which managed instances exist (not terminated).
+    assert publishing == {"Filters": [{"Key": "Custom:VpceDoctor.Status", "Values": list(STATUSES),
+                                       "Type": "Equal"}],
+                          "ResultAttributes": [{"TypeName": "Custom:VpceDoctor"}], "MaxResults": 20}
+    assert managed == {"Filters": [{"Key": "AWS:InstanceInformation.InstanceStatus", "Values": ["Terminated"],
+                                    "Type": "NotEqual"}],
+                       "ResultAttributes": [{"TypeName": "AWS:InstanceInformation"}], "MaxResults": 20}
     assert first == {"Filters": [
         {"Key": "Custom:VpceDoctor.Status", "Values": ["WARNING", "CRITICAL", "UNKNOWN"], "Type": "Equal"},
         {"Key": "Custom:VpceDoctor.CheckId", "Values": ["dns.ssm"], "Type": "BeginWith"},
@@ -379,7 +409,7 @@ def test_throttling_is_retried(fake_ssm: Any, capsys: pytest.CaptureFixture) -> 
     code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url, "--format", "json")
     assert code == 1, err
     assert keys(json.loads(out)) == {("i-1", "resolver", "WARNING", "resolver_slow")}
-    assert len(server.requests) == 2
+    assert len(server.requests) == 2 + 2  # the throttled try, its retry, then the two coverage queries
 
 
 def test_throttled_after_every_attempt(fake_ssm: Any, capsys: pytest.CaptureFixture,

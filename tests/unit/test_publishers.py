@@ -706,3 +706,11 @@ def test_service_errors_are_named(error: Dict[str, str], expected: str) -> None:
     detail = base.describe_aws_error(ClientError({"Error": error}, "PutInventory"), "PutInventory", None)
     assert detail.startswith(expected)
     assert "instance profile" in base.describe_aws_error(NoCredentialsError(), "PutInventory", None)
+
+
+def test_billed_and_listening_publishers_are_opt_in() -> None:
+    """Issue 14: CloudWatch was on by default (~$10k a month for 2,000 instances, and a failure every
+    cycle where the VPC has no monitoring endpoint)."""
+    from vpce_doctor.config import parse_config
+
+    assert parse_config({}, "test").publish.publishers == ("last_report", "inventory", "inventory_file")

@@ -178,3 +178,76 @@ def test_s3_breaks_only_beyond_fifteen_minutes():
     assert v(f)["s3_gateway"].status == "works" and v(f)["session_manager"].status == "broken"
     f["clock"] = Finding("clock", Status.CRITICAL, "1200 s ahead", cause_code="clock_skew", evidence={"skew_s": 1200})
     assert v(f)["s3_gateway"].status == "broken"
+
+
+# --- issue 14: root cause first, once; what was not proven ------------------------------------------
+def blocked_by_imds() -> dict:
+    f = healthy()
+    f["imds"] = Finding("imds", Status.CRITICAL, "IMDS is disabled: the IMDSv2 token request got 403",
+                        cause_code="imds_disabled", cause="IMDS is off", fix="enable it")
+    for fid in list(f):
+        if fid not in ("imds", "ssm_agent"):
+            f[fid] = Finding(fid, Status.CRITICAL, "not run: blocked by imds", cause="blocked by imds: IMDS is off",
+                             blocked_by="imds")
+    return f
+
+
+def test_blocked_findings_collapse_under_their_root():
+    f = blocked_by_imds()
+    table = render_table(report(f))
+    blocked = [i for i, x in f.items() if x.blocked_by]
+    assert sum(1 for line in table.splitlines() if line.startswith("CRITICAL")) == 1  # the root only
+    assert f"{len(blocked)} checks not run because of this:" in table
+    assert all(i in table for i in blocked)  # named once, in the root's line
+    verbose = render_table(report(f), verbose=True)
+    assert sum(1 for line in verbose.splitlines() if line.startswith("CRITICAL")) == 1 + len(blocked)
+
+
+def test_nagios_names_the_worst_root_in_120_characters():
+    f = blocked_by_imds()
+    f["ssm_agent"] = Finding("ssm_agent", Status.WARNING, "not connected " * 20, cause_code="x", cause="y", fix="z")
+    lines = render_nagios(report(f)).splitlines()
+    status_text = lines[0].split(" | ", 1)[0]
+    assert status_text.startswith("VPCE-DOCTOR CRITICAL - imds: IMDS is disabled") and len(status_text) <= 120
+    assert "(+1 more)" in status_text  # the WARNING comes after the CRITICAL root, never first
+    assert lines[1].startswith("[CRITICAL] imds:") and lines[2].startswith("[CRITICAL] ")
+    assert "checks not run because of imds" in lines[2]
+    assert not any(line.startswith("[CRITICAL] dns.ssm") for line in lines)
+
+
+def test_verdicts_name_the_same_root_of_one_blockage():
+    out = v(blocked_by_imds())
+    for name in ("session_manager", "run_command", "s3_gateway"):
+        assert out[name].status == "broken" and out[name].reason.startswith("broken because imds:"), out[name]
+    assert out["isolation"].status == "unknown" and out["isolation"].reason.startswith("not tested because imds:")
+
+
+def test_unverified_is_shown_as_such_and_does_not_change_the_exit_code():
+    f = healthy()
+    f["eni.ssm"] = Finding("eni.ssm", Status.OK, "identity not confirmed (no EC2 API)", verified=False)
+    r = report(f)
+    assert r.exit_code == 0 and r.status == Status.OK
+    doc = json.loads(render_json(r))
+    assert doc["schema_version"] == 2
+    eni = next(x for x in doc["findings"] if x["id"] == "eni.ssm")
+    assert eni["status"] == "OK" and eni["verified"] is False
+    assert any(line.startswith("UNVERIFIED eni.ssm") for line in render_table(r).splitlines())
+    assert "[UNVERIFIED] eni.ssm: identity not confirmed" in render_nagios(r)
+    assert "(not proven: eni.ssm)" in v(f)["session_manager"].reason
+
+
+def test_strict_counts_what_was_not_proven():
+    from vpce_doctor.runtime import strictly
+
+    f = Finding("s3.object", Status.OK, "no test object configured", verified=False)
+    assert strictly(f).status == Status.WARNING and strictly(f).summary.startswith("not verified: ")
+    proven = Finding("s3.api", Status.OK, "200 OK")
+    assert strictly(proven) is proven
+
+
+def test_no_python_repr_reaches_a_report():
+    f = healthy()
+    f["s3.api"] = Finding("s3.api", Status.CRITICAL, "ListBuckets: ConnectTimeoutError (<botocore.awsrequest."
+                          "AWSHTTPSConnection object at 0x7fac70b48bd0>, 'timed out')", cause="c", fix="f")
+    r = report(f)
+    assert "0x7fac" not in render_table(r) and "0x7fac" not in render_nagios(r) and "0x7fac" not in render_json(r)

@@ -325,7 +325,7 @@ def test_describe_key_denied_is_only_unproven(aws: Dict[str, Any], monkeypatch: 
         f = one(run(aws, prefs(kmsKeyId="alias/session")), "session.kms")
     finally:
         fake.close()
-    assert f.status == Status.WARNING and f.cause_code == "session_proof_denied"
+    assert f.status == Status.OK and not f.verified and f.cause_code == "session_proof_denied"  # UNVERIFIED
     assert "could not prove" in f.summary and "kms:Decrypt not provable" in f.summary
 
 
@@ -420,7 +420,7 @@ def test_s3_bucket_in_other_region(aws: Dict[str, Any], monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("encrypted, status, code", [
     (True, Status.CRITICAL, "session_access_denied_identity"),  # GetBucketEncryption: the agent's own call
-    (False, Status.WARNING, "session_proof_denied"),  # HeadBucket: only the proof needs s3:ListBucket
+    (False, Status.OK, "session_proof_denied"),  # HeadBucket: only the proof needs s3:ListBucket: UNVERIFIED
 ])
 def test_s3_denied(aws: Dict[str, Any], monkeypatch: pytest.MonkeyPatch, encrypted: bool, status: Status,
                    code: str) -> None:
@@ -434,7 +434,7 @@ def test_s3_denied(aws: Dict[str, Any], monkeypatch: pytest.MonkeyPatch, encrypt
                     data={"s3.dns": S3DNS}), "session.s3")
     finally:
         fake.close()
-    assert f.status == status and f.cause_code == code
+    assert f.status == status and f.cause_code == code and f.verified is encrypted
     if encrypted:
         assert f"--role-name {ROLE}" in f.fix and "s3:GetEncryptionConfiguration" in f.fix
 

@@ -125,6 +125,19 @@ def test_agent_without_connection_and_failing_endpoints_blames_the_network():
     assert "reach.ssm" in f.cause and f.evidence["endpoints_failing"] == ["reach.ssm"]
 
 
+def test_a_held_connection_is_not_ok_when_the_path_fails_now(listener_443):
+    """Issue 14: ssm_agent was OK (old connections) while dns.ssm was CRITICAL."""
+    agent = Agent("amazon-ssm-agent", listener_443, 443)
+    try:
+        out = run_check(check("ssm_agent", Settings()), LOOPBACK_VPC, Settings(),
+                        data={"reach.ssm": None, "reach.ec2messages": {"ok_ips": ["127.0.0.9"]}})  # blocked by dns.ssm
+    finally:
+        agent.stop()
+    f = out.findings[0]
+    assert f.status == Status.WARNING and f.cause_code == "ssm_agent_connected_path_failing"
+    assert "new connections would fail (reach.ssm failed)" in f.summary and "reach.ssm" in f.fix
+
+
 def test_agent_connected_outside_the_vpc_warns(listener_443):
     agent = Agent("amazon-ssm-agent", listener_443, 443)
     try:
