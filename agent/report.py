@@ -205,7 +205,9 @@ def verdicts(findings: Sequence[Finding]) -> Tuple[Verdict, ...]:
     accepted = [i for i in ("iam.credentials", "clock", "auth.ssm") if i in idx.by_id]
     base = ["imds", "resolver", "instance.profile"] + accepted
     agent = ["ssm_agent"] if "ssm_agent" in idx.by_id else []
-    agent_broken = idx.failing(agent, Status.WARNING)  # not connected = not working now
+    # Not connected = not working now. Connected while some path fails is not the agent's fault:
+    # each verdict weighs the failing paths of its own services.
+    agent_broken = [f for f in idx.failing(agent, Status.WARNING) if f.cause_code != "ssm_agent_connected_path_failing"]
     agent_broken += idx.failing([i for i in idx.prefixed("ssm_agent.")])  # its own evidence, when CRITICAL
 
     ec2messages_broken = bool(idx.failing(_service_ids("ec2messages")) or idx.missing(["dns.ec2messages"]))

@@ -251,3 +251,13 @@ def test_no_python_repr_reaches_a_report():
                           "AWSHTTPSConnection object at 0x7fac70b48bd0>, 'timed out')", cause="c", fix="f")
     r = report(f)
     assert "0x7fac" not in render_table(r) and "0x7fac" not in render_nagios(r) and "0x7fac" not in render_json(r)
+
+
+def test_an_agent_connected_while_one_path_fails_breaks_only_that_paths_verdicts():
+    f = healthy()
+    f["dns.ssmmessages"] = bad("dns.ssmmessages", code="private_dns_disabled")
+    f["ssm_agent"] = Finding("ssm_agent", Status.WARNING, "connected, but new connections would fail",
+                             cause_code="ssm_agent_connected_path_failing", cause="c", fix="f")
+    out = v(f)
+    assert out["run_command"].status == "works"  # through ec2messages
+    assert out["session_manager"].status == "broken" and "dns.ssmmessages" in out["session_manager"].reason
