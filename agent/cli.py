@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="validate a config file",
                          description="Validate a config file: prints OK, or one line naming the key "
                                      "and what was expected (exit 3).")
+    cfg.set_defaults(print_config_help=cfg.print_help)  # `vpce-doctor config` alone: this help, not the top's
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     cfg_check = cfg_sub.add_parser("check", help="validate FILE and exit 0 (valid) or 3 (invalid)")
     cfg_check.add_argument("file", metavar="FILE")
@@ -179,13 +180,6 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._actions:  # argparse keeps subparsers only here
-        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-            return action.choices[name]
-    return parser
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -201,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "config":
             if getattr(args, "config_command", None) == "check":
                 return _config_check(args)
-            _subparser(parser, "config").print_help()
+            args.print_config_help()
             return EXIT_UNKNOWN
         parser.print_help()
         return EXIT_UNKNOWN if args.command else 0

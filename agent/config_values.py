@@ -155,14 +155,15 @@ def boolean(value: Any) -> bool:
     return value
 
 
-def seconds(maximum: float) -> Callable[[Any], float]:
-    expected = f"a number of seconds, 0 < s <= {maximum:g}"
+def seconds(maximum: float, zero_ok: bool = False) -> Callable[[Any], float]:
+    expected = f"a number of seconds, 0 {'<=' if zero_ok else '<'} s <= {maximum:g}"
 
     def check(value: Any) -> float:
         # bool is an int subclass in Python: `dns_s: true` must not mean 1 second
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Invalid(f"{show(value)} is {type_name(value)}, not a number", expected)
-        if not math.isfinite(value) or not 0 < value <= maximum:
+        low_ok = value >= 0 if zero_ok else value > 0
+        if not math.isfinite(value) or not low_ok or value > maximum:
             raise Invalid(f"{show(value)} is out of range", expected)
         return float(value)
 
@@ -245,16 +246,7 @@ def s3_key(value: Any) -> str:
 
 def interval(maximum: float) -> Callable[[Any], float]:
     """Like ``seconds`` but 0 is allowed (daemon.interval_s 0: cycles back to back, for soak tests)."""
-    expected = f"a number of seconds, 0 <= s <= {maximum:g}"
-
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid(f"{show(value)} is {type_name(value)}, not a number", expected)
-        if not math.isfinite(value) or not 0 <= value <= maximum:
-            raise Invalid(f"{show(value)} is out of range", expected)
-        return float(value)
-
-    return check
+    return seconds(maximum, zero_ok=True)
 
 
 def choice(*options: str) -> Callable[[Any], str]:

@@ -15,8 +15,8 @@ import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .model import Context
-from .net import ca_bundle_from
-from .redact import redact, redact_proxy
+from .net import ca_bundle_from, proxy_environment
+from .redact import redact
 
 ENV_PREFIX = "VPCE_DOCTOR_ENDPOINT_URL_"
 
@@ -276,9 +276,6 @@ def json_caller(ctx: Context, service: str) -> JsonCaller:
     return caller
 
 
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def environment_notes(use_configured_endpoint_urls: bool, environ: Optional[Mapping[str, str]] = None) -> List[str]:
     """What in the environment changes where AWS calls go, for the report's notes (Run Command
     inherits the SSM agent's environment, so this is not only the operator's shell). Values are
@@ -297,10 +294,10 @@ def environment_notes(use_configured_endpoint_urls: bool, environ: Optional[Mapp
     hooks = sorted(k for k in env if k.startswith(ENV_PREFIX) and env[k])
     if hooks:
         notes.append("test hooks redirect AWS calls: " + ", ".join(f"{k}={redact(env[k])[:120]}" for k in hooks[:6]))
-    proxies = [(k, env[k]) for k in _PROXY_VARS if env.get(k)]
+    proxies = [(k, v) for k, v in proxy_environment(env).items() if k.lower() != "no_proxy"]
     if proxies:
         no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
-        shown = ", ".join(f"{k}={redact_proxy(v)[:120]}" for k, v in proxies[:3])
+        shown = ", ".join(f"{k}={v[:120]}" for k, v in proxies[:3])
         notes.append(f"AWS API calls (ec2.api, s3.api, auth.ssm, session.*, publishers) go through the proxy {shown}"
                      + (f" except NO_PROXY={no_proxy[:200]}" if no_proxy else "")
                      + ", as the SSM agent's would with the same environment; DNS, TCP and TLS checks do not")

@@ -8,7 +8,6 @@ about ``egress_timeout_s`` however many addresses the name has.
 from __future__ import annotations
 
 import ipaddress
-import os
 import time
 from concurrent import futures
 from functools import partial
@@ -18,19 +17,10 @@ from . import workers
 from .causes import explain
 from .dnsquery import query_a
 from .model import Check, Context, Finding, Outcome, Settings, Status, Target, outcome
-from .net import TcpResult, tcp_connect
-from .redact import redact_proxy
+from .net import TcpResult, proxy_environment, tcp_connect
 from .s3 import resolver_address
 
 MAX_ADDRESSES = 8  # a name with more answers is tested on its first eight
-PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
-              "NO_PROXY", "no_proxy")
-
-
-def proxy_environment(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Proxy variables that are set, with any user:password in them redacted."""
-    env = os.environ if environ is None else environ
-    return {k: env[k] if k.lower() == "no_proxy" else redact_proxy(env[k]) for k in PROXY_VARS if env.get(k)}
 
 
 def _connect_all(ips: Sequence[str], port: int, timeout_s: float) -> List[TcpResult]:

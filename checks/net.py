@@ -8,7 +8,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,15 @@ def tls_handshake(sock: socket.socket, hostname: str, ctx: ssl.SSLContext, timeo
 def ca_bundle_from(setting: Optional[str]) -> Optional[str]:
     """The extra bundle: the config's ``ca_bundle`` wins, else ``AWS_CA_BUNDLE`` (the AWS convention)."""
     return setting or os.environ.get("AWS_CA_BUNDLE") or None
+
+
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+              "NO_PROXY", "no_proxy")
+
+
+def proxy_environment(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """Proxy variables that are set, with any user:password in them redacted (NO_PROXY as it is)."""
+    from .redact import redact_proxy
+
+    env = os.environ if environ is None else environ
+    return {k: env[k] if k.lower() == "no_proxy" else redact_proxy(env[k]) for k in PROXY_VARS if env.get(k)}

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from vpce_doctor.checks import egress
+from vpce_doctor.checks import net as netmod
 from vpce_doctor.checks.model import Settings, Status, Target
 
 try:
@@ -39,7 +40,7 @@ def net(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def no_proxy_env(monkeypatch):
-    for var in egress.PROXY_VARS:
+    for var in netmod.PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
 
 
