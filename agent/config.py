@@ -19,12 +19,13 @@ from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .checks.model import Settings, Target
+from .config_dynamodb import dynamodb_section
 from .config_file import MAX_FILE_BYTES, load_yaml, read_text
 from .config_values import (SEVERITIES, Invalid, Problem, absolute_path, boolean, bucket_name,
                             check_selector, choice, egress_target, file_path, hostname, imds_endpoint, instance_id,
                             interval, ipv4, ipv4_cidr, join_path, mac_address, one_line, partition_name, profile_arn,
                             publish_rule, region_name, s3_key, seconds, service_name, sg_id, subnet_id, type_name,
-                            vpc_id)
+                            vpc_id, region_partition_mismatch)
 from .errors import ConfigError, show
 from .publishers import settings as publish_rules
 from .publishers.settings import PublishSettings
@@ -104,13 +105,18 @@ SCHEMA = Section({
     "egress": Section({
         "targets": ListOf(egress_target, 'a list of "host[:port]" strings like ["google.com:443"]',
                           (Target("google.com", 443),)),
-        "timeout_s": Value(seconds(300), 3.0),
+        # The wait for the SYN's answer: an open path answers within one round trip, and Linux's
+        # first SYN retransmit goes at 1 s (TCP_TIMEOUT_INIT, RFC 6298 2.1): silence until then is a drop.
+        "timeout_s": Value(seconds(300), 1.0),
     }),
     "s3": Section({
         "bucket": Value(bucket_name, None, nullable=True),
         "key": Value(s3_key, None, nullable=True),
         "get_object": Value(boolean, False),
     }),
+    # DynamoDB through its gateway endpoint (checks/dynamodb.py); absent or null: checked only where
+    # the EC2 view shows a DynamoDB gateway endpoint in the VPC.
+    "dynamodb": Value(dynamodb_section, None, nullable=True),
     "ca_bundle": Value(file_path, None, nullable=True),
     # How AWS clients pick their endpoint (checks/awsclient.py).
     "aws": Section({
@@ -282,6 +288,10 @@ def _cross_checks(values: Dict[str, Any], base_dir: Optional[str]) -> None:
         if ipaddress.IPv4Address(facts["local_ipv4"]) not in ipaddress.IPv4Network(facts["subnet_cidr"]):
             raise Problem("facts.local_ipv4", f"{facts['local_ipv4']} is outside facts.subnet_cidr "
                            f"{facts['subnet_cidr']}", "the instance's address inside its subnet")
+    if facts.get("region") and facts.get("partition"):  # cn-north-1 with partition aws: no name would resolve
+        wrong = region_partition_mismatch(facts["region"], facts["partition"])
+        if wrong:
+            raise Problem("facts.region", wrong.what, wrong.expected)
     s3 = values["s3"]
     if s3["key"] is not None and s3["bucket"] is None:
         raise Problem("s3.bucket", "s3.key is set but s3.bucket is not", "a bucket name with the key")
@@ -314,6 +324,10 @@ def _check_meaning(values: Dict[str, Any]) -> None:
     if values["services"] and "ssm" not in values["services"]:  # [] is an explicit "no endpoint checks"
         raise Problem("services", "ssm is missing: every verdict (Session Manager, Run Command) needs it",
                        "a list that includes ssm, like [ssm, ec2messages, ssmmessages]")
+    _check_isolation_targets(values)
+
+
+def _check_isolation_targets(values: Dict[str, Any]) -> None:
     for i, target in enumerate(values["egress"]["targets"]):
         host = target.host.lower().rstrip(".")
         if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
@@ -378,6 +392,7 @@ def _build(values: Dict[str, Any], source: str) -> Config:
         dns_timeout_s=t["dns_s"], connect_timeout_s=t["connect_s"], tls_timeout_s=t["tls_s"],
         api_timeout_s=t["api_s"], egress_targets=e["targets"], egress_timeout_s=e["timeout_s"],
         s3_bucket=s3["bucket"], s3_key=s3["key"], s3_get_object=s3["get_object"],
+        dynamodb_table=values["dynamodb"],
         ca_bundle=values["ca_bundle"], check_ssm_agent=values["checks"]["ssm_agent"],
         check_ec2_api=values["checks"]["ec2_api"],
         use_configured_endpoint_urls=values["aws"]["use_configured_endpoint_urls"],
@@ -421,6 +436,23 @@ def load_config(path: Optional[str] = None) -> Config:
     text = read_text(path)
     data = load_yaml(text, path)
     return parse_config(data, path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def load_config_ahead(path: Optional[str] = None) -> Optional[Config]:
+    """``load_config`` without the rules that need botocore's endpoint data (service-name typos, a
+    region of another partition) or other files (ca_bundle): what ``vpce-doctor check`` reads first,
+    to start the isolation probe before botocore is imported. The full ``load_config`` follows and
+    decides; None when this one fails (the full load then says why)."""
+    try:
+        if path is None:
+            if not os.path.exists(DEFAULT_CONFIG_PATH):
+                return _build(_validate_section(SCHEMA, None, ""), DEFAULT_CONFIG_PATH)
+            path = DEFAULT_CONFIG_PATH
+        values = _validate_section(SCHEMA, load_yaml(read_text(path), path), "")
+        _check_isolation_targets(values)
+        return _build(values, path)
+    except Exception:  # noqa: BLE001 - only a head start: the full load reports every problem
+        return None
 
 
 def validate_file(path: str) -> Config:

@@ -9,7 +9,7 @@ import ipaddress
 import math
 import os
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from .checks.model import Target
@@ -191,10 +191,26 @@ def egress_target(value: Any) -> Target:
         raise Invalid(f"{show(text)} does not start with a valid host name", expected) from None
 
 
+def url_text(value: Any, expected: str) -> str:
+    """The common rules of every URL setting: a string without whitespace or control characters
+    (urllib quietly drops tabs and newlines and strips the ends: the URL used would not be
+    the one the file shows)."""
+    text = need_str(value, expected)
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise Invalid(f"{show(value)} has whitespace or control characters in it", expected)
+    return text
+
+
+def url_port(port: Any, value: Any, expected: str) -> None:
+    """A URL's explicit port: 1-65535 (urllib accepts :0, which no server listens on)."""
+    if port is not None and port == 0:
+        raise Invalid(f"{show(value)} names port 0", expected + " (port 1-65535)")
+
+
 def imds_endpoint(value: Any) -> str:
     """``http://169.254.169.254`` or ``http://[fd00:ec2::254]`` (optionally with a port); no path."""
     expected = 'an http URL like "http://169.254.169.254" or "http://[fd00:ec2::254]"'
-    text = need_str(value, expected).rstrip("/")
+    text = url_text(value, expected).rstrip("/")
     try:
         parts = urlsplit(text)
         host, port = parts.hostname, parts.port  # .port raises ValueError when out of range
@@ -202,12 +218,28 @@ def imds_endpoint(value: Any) -> str:
         raise Invalid(f"{show(value)} is not a valid URL", expected) from None
     if parts.scheme != "http" or not host or parts.path or parts.query or parts.fragment or parts.username:
         raise Invalid(f"{show(value)} is not a plain http://host[:port] URL", expected)
+    url_port(port, value, expected)
     try:
         ipaddress.ip_address(host)
     except ValueError:
         hostname(host, expected)
-    del port
     return text
+
+
+def region_partition_mismatch(region: str, partition: str) -> Optional[Invalid]:
+    """What is wrong when botocore's endpoint data gives ``region`` to a partition other than
+    ``partition`` (its region lists first, then each regionRegex); None when it belongs, or when
+    no partition claims it: a region or partition newer than this botocore is not refused."""
+    from .checks.awsclient import shared_loader  # the clients' loader: endpoints.json is read once
+
+    partitions = list(shared_loader().load_data("endpoints").get("partitions") or ())
+    owner = next((p for p in partitions if region in (p.get("regions") or {})), None)
+    if owner is None:
+        owner = next((p for p in partitions if re.match(str(p.get("regionRegex") or "^$"), region)), None)
+    if owner is None or owner.get("partition") == partition:
+        return None
+    return Invalid(f"{show(region)} is a region of the {owner.get('partition')} partition, not of {partition}",
+                   f"a region of the {partition} partition, or facts.partition: {owner.get('partition')}")
 
 
 def bucket_name(value: Any) -> str:

@@ -3,7 +3,7 @@
 Who runs what:
 
 * The **main thread** runs the loop (schedule → cycle → publish → status → wait) and only ever
-  blocks in ``_Wakeup.wait`` (``select`` on a socketpair), so a signal or a finished worker gets
+  blocks in ``Wakeup.wait`` (``select`` on a socketpair), so a signal or a finished worker gets
   its attention at once. The socketpair is also the ``signal.set_wakeup_fd``, so a signal wakes
   it even when the kernel delivers it to another thread; the handlers just set a flag (``Event.set``
   in a handler can deadlock when the signal interrupts the main thread inside that Event's lock).
@@ -29,9 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-import select
 import signal
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -47,6 +45,7 @@ from .memory import MemoryKeeper
 from .publishers import Publisher, PublishResult, PublishSettings, build_publishers
 from .report import Report
 from .runtime import run_check
+from .daemon_threads import Job, Stalled, Wakeup
 from .sdnotify import Notifier, one_line
 
 log = logging.getLogger(__name__)
@@ -66,66 +65,6 @@ ConfigLoader = Callable[[Optional[str]], Config]
 
 def _run_check(config: Config) -> Report:
     return run_check(config)
-
-
-class _Wakeup:
-    """A self-pipe: any thread or signal handler can wake the main loop's ``wait``."""
-
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-
-    def notify(self) -> None:
-        try:
-            self._w.send(b"\0")
-        except OSError:  # buffer full: a wakeup is pending anyway; closed: we are done
-            pass
-
-    def wait(self, timeout: Optional[float]) -> None:
-        select.select([self._r], [], [], None if timeout is None else max(0.0, timeout))
-        try:
-            while self._r.recv(4096):
-                pass
-        except OSError:  # BlockingIOError: drained
-            pass
-
-    def write_fd(self) -> int:
-        return self._w.fileno()
-
-    def close(self) -> None:
-        self._r.close()
-        self._w.close()
-
-
-class _Job:
-    """``fn()`` in a daemon thread; the main loop polls ``done`` and is woken when it finishes."""
-
-    def __init__(self, name: str, fn: Callable[[], Any], wakeup: _Wakeup) -> None:
-        self.started = time.monotonic()
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-        self.done = False
-        self._wakeup = wakeup
-        self.thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main loop, never lost
-            self.error = exc
-        finally:
-            self.done = True
-            self._wakeup.notify()
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-
-class _Stalled(Exception):
-    """A cycle overran its lease and no watchdog will restart us: exit so a supervisor can."""
 
 
 # --- one-line texts -----------------------------------------------------------------------------------
@@ -182,15 +121,15 @@ class Daemon:
         self._stall_grace_s = stall_grace_s
         self._rng = rng or random.Random()
         self._memory = memory
-        self._wakeup = _Wakeup()
+        self._wakeup = Wakeup()
         self._stop_requested = False
         self._stop_reason = "stop requested"
         self._reload_requested = False
         self._lease_until = time.monotonic() + stall_grace_s
         self._publishers: List[Publisher] = []
         self._publishers_key: Optional[Tuple[Any, ...]] = None
-        self._in_flight: Dict[str, _Job] = {}  # publisher name -> its call still running from an earlier cycle
-        self._cycle_job: Optional[_Job] = None
+        self._in_flight: Dict[str, Job] = {}  # publisher name -> its call still running from an earlier cycle
+        self._cycle_job: Optional[Job] = None
         self._pending_notes: List[str] = []  # for the next report
         self._reload_error: Optional[str] = None
         self._previous: Optional[Dict[str, Status]] = None
@@ -231,7 +170,7 @@ class Daemon:
                                             name="watchdog", daemon=True)
                 watchdog.start()
             code = self._loop(once)
-        except _Stalled:
+        except Stalled:
             code = EXIT_UNKNOWN
         finally:
             last = summary(self.last_report) if self.last_report is not None else "no report yet"
@@ -298,7 +237,7 @@ class Daemon:
         if n == 1:
             self.notifier.status("running the first checks")
         self._lease(config.deadline_s)
-        job = _Job(f"cycle-{n}", partial(self._check, config), self._wakeup)
+        job = Job(f"cycle-{n}", partial(self._check, config), self._wakeup)
         self._cycle_job = job
         state = self._await(lambda: job.done, self._lease_until)
         if state == "timeout":
@@ -307,7 +246,7 @@ class Daemon:
                 log.error("cycle %d stalled: no result %.0f s after it started (deadline %g s); exiting "
                           "so that the supervisor restarts the daemon", n, late, config.deadline_s)
                 self._stop_reason = f"cycle {n} stalled"
-                raise _Stalled()
+                raise Stalled()
             log.error("cycle %d stalled: no result %.0f s after it started (deadline %g s); watchdog pings "
                       "stop, so systemd restarts the service", n, late, config.deadline_s,
                       extra={"event": "stalled", "cycle": n})
@@ -358,7 +297,7 @@ class Daemon:
     def _publish(self, report: Report) -> List[PublishResult]:
         settings = self.config.publish
         results: Dict[str, PublishResult] = {}
-        jobs: Dict[str, Tuple[_Job, float]] = {}
+        jobs: Dict[str, Tuple[Job, float]] = {}
         for p in self._publishers:
             stuck = self._in_flight.get(p.name)
             if stuck is not None and not stuck.done:
@@ -367,7 +306,7 @@ class Daemon:
                 continue
             self._in_flight.pop(p.name, None)
             timeout = _publisher_timeout(p, settings)
-            jobs[p.name] = (_Job(f"publish-{p.name}", partial(p.publish, report), self._wakeup), timeout)
+            jobs[p.name] = (Job(f"publish-{p.name}", partial(p.publish, report), self._wakeup), timeout)
         if jobs:
             budget = max(t for _, t in jobs.values()) + PUBLISH_GRACE_S
             self._lease(budget)
@@ -406,7 +345,7 @@ class Daemon:
         if not publishers:
             return
         self._lease(CLOSE_BUDGET_S)
-        jobs = [(p.name, _Job(f"close-{p.name}", p.close, self._wakeup)) for p in publishers]
+        jobs = [(p.name, Job(f"close-{p.name}", p.close, self._wakeup)) for p in publishers]
         deadline = time.monotonic() + CLOSE_BUDGET_S
         while time.monotonic() < deadline and not all(j.done for _, j in jobs):
             self._wakeup.wait(deadline - time.monotonic())  # even on a stop request: closing is bounded
@@ -424,7 +363,7 @@ class Daemon:
         old = self.config
         # Parsing runs off the main loop, bounded: a hostile file must not delay SIGTERM (<= 5 s)
         # nor the next cycle. An abandoned parse ends with its daemon thread.
-        job = _Job("reload", partial(self._loader, self.config_path), self._wakeup)
+        job = Job("reload", partial(self._loader, self.config_path), self._wakeup)
         state = self._await(lambda: job.done, time.monotonic() + RELOAD_BUDGET_S)
         if state == "stop":
             return False

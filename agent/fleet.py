@@ -23,6 +23,7 @@ import json
 import re
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, replace
@@ -30,8 +31,9 @@ from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set,
 from urllib.parse import urlsplit
 
 from .checks.redact import redact
-from .fleet_coverage import (INSTANCE_INFORMATION, MAX_PAGES, FleetError, capture_epoch, coverage_text, entities,
-                             instance_status)
+from .checks.textsafe import escape_controls
+from .fleet_coverage import (INSTANCE_INFORMATION, MAX_PAGES, FleetError, Progress, capture_epoch, coverage_text,
+                             entities, instance_status)
 
 DEFAULT_TYPE_NAME = "Custom:VpceDoctor"
 DEFAULT_STALE_AFTER_S = 25 * 3600.0
@@ -42,6 +44,11 @@ MAX_FILTER_VALUES = 40       # InventoryFilter Values: 1-40 (more: filter here o
 DEFAULT_MAX_ATTEMPTS = 5     # standard retry mode, total attempts (AWS_MAX_ATTEMPTS / profile override)
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
+# The whole query (every page of the three GetInventory queries, retries included). 50 instances a
+# page at well under a second each: 10,000 managed instances take ~400 calls, so 300 s leaves room;
+# a stalled endpoint or proxy is named after at most this long instead of hanging a script.
+DEFAULT_DEADLINE_S = 300.0
+MAX_DEADLINE_S = 3600.0
 TYPE_NAME_PATTERN = re.compile(r"^(AWS|Custom):.{1,}$")
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SCHEMA_VERSION = 1
@@ -211,8 +218,11 @@ def _exit_for(status: str) -> int:
     return EXIT_OK
 
 
-def fetch(client: Any, query: Query) -> FleetResult:
-    """Page through GetInventory (NextToken) and keep the entries the query matches."""
+def fetch(client: Any, query: Query, progress: Optional[Progress] = None) -> FleetResult:
+    """Page through GetInventory (NextToken) and keep the entries the query matches; ``progress``
+    follows the pages (for the deadline's message)."""
+    progress = progress or Progress(query.type_name)
+    progress.start("findings")
     request: Dict[str, Any] = {"Filters": query.service_filters(),
                                "ResultAttributes": [{"TypeName": query.type_name}],
                                "MaxResults": query.page_size}
@@ -226,6 +236,7 @@ def fetch(client: Any, query: Query) -> FleetResult:
             raise FleetError(f"page {pages + 1}: the answer does not parse as a GetInventory reply "
                              f"({type(exc).__name__}); is the endpoint an SSM endpoint?") from None
         pages += 1
+        progress.page()
         # botocore's parser rejects wrongly shaped JSON (above), but turns an unparsable 200 (a
         # captive portal, a proxy's page) into {}: read as an empty page, it would be an all-clear.
         if "Entities" not in reply:
@@ -245,8 +256,9 @@ def fetch(client: Any, query: Query) -> FleetResult:
     rows.sort(key=lambda r: (r.instance_id, r.check_id))
     result = FleetResult(query, tuple(rows), records, pages)
     # Every status value (Equal; the Exists operator works only with aggregators): who publishes at all.
+    progress.start("publishing")
     items = entities(client, [{"Key": f"{query.type_name}.Status", "Values": list(STATUSES), "Type": "Equal"}],
-                      query.type_name, query.page_size)
+                     query.type_name, query.page_size, progress)
     publishing = set(items)
     if not publishing:
         raise FleetError(f"no instance publishes {query.type_name} in this region (0 inventory records with a "
@@ -254,8 +266,9 @@ def fetch(client: Any, query: Query) -> FleetResult:
                          f"daemon's publish.inventory.type_name)? Do the instances run the daemon with the inventory "
                          f"publisher, or the custom inventory association? Silent instances may also have lost "
                          f"their path to SSM.")
+    progress.start("managed")
     managed = entities(client, [{"Key": f"{INSTANCE_INFORMATION}.InstanceStatus", "Values": ["Terminated"],
-                                  "Type": "NotEqual"}], INSTANCE_INFORMATION, query.page_size)
+                                  "Type": "NotEqual"}], INSTANCE_INFORMATION, query.page_size, progress)
     cutoff = time.time() - query.stale_after_s
     stale = tuple(sorted((iid, str(item.get("CaptureTime") or "?")[:40]) for iid, item in items.items()
                          if capture_epoch(item.get("CaptureTime")) < cutoff))
@@ -274,7 +287,7 @@ def _rows(entity: Dict[str, Any], type_name: str) -> Iterable[Row]:
 
 def _row(instance_id: str, entry: Dict[str, Any], capture_time: str) -> Row:
     def get(key: str) -> str:  # an older agent, or another publisher, may lack an attribute
-        return str(entry.get(key) or "")
+        return escape_controls(str(entry.get(key) or ""))  # one line each, whatever an instance published
 
     return Row(instance_id=instance_id, check_id=get("CheckId"), status=get("Status").upper(),
                cause_code=get("CauseCode"), cause=get("Cause"), fix=get("Fix"), summary=get("Summary"),
@@ -295,9 +308,9 @@ def _evidence(raw: Any) -> Any:
 # --- AWS ---------------------------------------------------------------------------------------------
 
 def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Optional[str],
-                ca_bundle: Optional[str]) -> Any:
+                ca_bundle: Optional[str], deadline_s: float = DEFAULT_DEADLINE_S) -> Any:
     """An ssm client for an operator's credentials: the usual chain (env, profile, SSO, ...), botocore's
-    standard retry mode (throttling backs off with jitter) and bounded timeouts."""
+    standard retry mode (throttling backs off with jitter) and timeouts no longer than the deadline."""
     import botocore.session
     from botocore.config import Config
 
@@ -307,7 +320,7 @@ def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Opt
         raise FleetError("no region: pass --region, or set AWS_REGION or the profile's region")
     attempts = session.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
     config = Config(retries={"mode": "standard", "total_max_attempts": int(attempts)},
-                    connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                    connect_timeout=min(CONNECT_TIMEOUT_S, deadline_s), read_timeout=min(READ_TIMEOUT_S, deadline_s),
                     user_agent_extra="vpce-doctor-fleet")
     return session.create_client("ssm", region_name=region, endpoint_url=endpoint_url,
                                  verify=ca_bundle or None, config=config)
@@ -410,12 +423,12 @@ def _filter_text(q: Query) -> str:
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table for people (default), json for machines")
-    p.add_argument("--status", action="append", metavar="LIST",
+    p.add_argument("--status", action="append", type=id_list, metavar="LIST",
                    help="statuses to list, comma-separated: OK, WARNING, CRITICAL, UNKNOWN "
                         "(default: WARNING,CRITICAL,UNKNOWN, i.e. not OK)")
-    p.add_argument("--check", action="append", metavar="IDS",
+    p.add_argument("--check", action="append", type=id_list, metavar="IDS",
                    help="finding ids or id prefixes, comma-separated (dns, dns.ssm, reach.ssm, s3)")
-    p.add_argument("--cause", action="append", metavar="CODES",
+    p.add_argument("--cause", action="append", type=id_list, metavar="CODES",
                    help="cause codes, comma-separated (e.g. private_dns_disabled)")
     p.add_argument("--region", help="the region whose inventory to read (default: AWS_REGION / the profile's)")
     p.add_argument("--profile", help="AWS profile to use (default: AWS_PROFILE / the default chain)")
@@ -429,6 +442,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stale-after", default="25h", metavar="DURATION",
                    help="an instance whose report is older than this (e.g. 25h, 90m, 2d) is listed as stale "
                         "(default 25h: the daemon re-stores an unchanged diagnosis once a day)")
+    p.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
+                   help=f"give up after S seconds for the whole query, retries included (default "
+                        f"{DEFAULT_DEADLINE_S:g}); then one line names what was not fetched, exit 3")
     p.add_argument("-v", "--verbose", action="count", default=0, help="show each finding's cause and fix in the table")
 
 
@@ -437,6 +453,15 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("fleet", help=HELP, description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
+
+
+def id_list(text: str) -> str:
+    """An argparse ``type`` for a comma-separated list (``check --only``, ``fleet --check``): ",,,"
+    names nothing, and reading it as "no filter" would run or list everything: a usage error."""
+    if not any(part.strip() for part in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} names nothing; expected comma-separated values "
+                                         "like dns,reach.ssm")
+    return text
 
 
 def _split(values: Optional[Sequence[str]]) -> Tuple[str, ...]:
@@ -470,8 +495,38 @@ def query_from(args: argparse.Namespace) -> Query:
     if not stale or float(stale.group(1)) <= 0:
         raise FleetError(f"--stale-after: {str(args.stale_after)[:40]!r} is not a duration; expected e.g. 25h, 90m, 2d")
     stale_after_s = float(stale.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[stale.group(2)]
+    deadline = getattr(args, "deadline", DEFAULT_DEADLINE_S)
+    if not 0 < deadline <= MAX_DEADLINE_S:  # NaN fails this too
+        raise FleetError(f"--deadline: {deadline:g} is out of range; expected 0 < S <= {MAX_DEADLINE_S:g}")
     return Query(type_name=args.type_name, statuses=statuses, checks=_split(args.check),
                  causes=_split(args.cause), page_size=args.max_results, stale_after_s=stale_after_s)
+
+
+def fetch_within(args: argparse.Namespace, query: Query, endpoint: Optional[str]) -> FleetResult:
+    """make_client + fetch in a worker thread, waited for at most ``--deadline`` seconds: the
+    credential chain, a proxy or an endpoint that accepts and never answers cannot hang us."""
+    deadline = float(getattr(args, "deadline", DEFAULT_DEADLINE_S))
+    progress = Progress(query.type_name)
+    outcome: Dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            client = make_client(args.region, args.profile, endpoint, args.ca_bundle, deadline)
+            outcome["result"] = fetch(client, query, progress)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's one-line report
+            outcome["error"] = exc
+
+    # A daemon thread: left behind in a stalled socket, it does not keep the process alive.
+    worker = threading.Thread(target=work, name="vpce-doctor-fleet", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        raise FleetError(f"the deadline passed (--deadline {deadline:g} s) before GetInventory finished; not "
+                         f"fetched: {progress.not_fetched()}. Nothing is listed, so this is not an all-clear: "
+                         f"retry, raise --deadline, or narrow the query with --check/--cause")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -479,8 +534,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = getattr(args, "endpoint_url", None)
     try:
         query = query_from(args)
-        client = make_client(args.region, args.profile, endpoint, args.ca_bundle)
-        result = fetch(client, query)
+        result = fetch_within(args, query, endpoint)
     except KeyboardInterrupt:
         print("vpce-doctor fleet: interrupted", file=sys.stderr)
         return EXIT_ERROR

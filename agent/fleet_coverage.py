@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 MAX_PAGES = 100_000  # a guard against a service that never stops paging
 
@@ -25,7 +25,39 @@ def capture_epoch(value: Any) -> float:
 INSTANCE_INFORMATION = "AWS:InstanceInformation"
 
 
-def entities(client: Any, filters: List[Dict[str, Any]], type_name: str, page_size: int) -> Dict[str, Any]:
+class Progress:
+    """Which GetInventory query is under way and how many pages came back: when the deadline
+    passes, the message names what was not fetched (a fetch cut short is never an all-clear)."""
+
+    STAGES = ("findings", "publishing", "managed")
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        self.stage: Optional[str] = None
+        self.pages = {stage: 0 for stage in self.STAGES}
+
+    def start(self, stage: str) -> None:
+        self.stage = stage
+
+    def page(self) -> None:
+        if self.stage is not None:
+            self.pages[self.stage] += 1
+
+    def not_fetched(self) -> str:
+        """"the not-OK findings after page 3, which instances publish …, the managed instances …"."""
+        what = {"findings": f"the not-OK {self.type_name} findings",
+                "publishing": f"which instances publish {self.type_name}",
+                "managed": f"the managed instances ({INSTANCE_INFORMATION})"}
+        current = self.STAGES.index(self.stage) if self.stage in self.STAGES else 0
+        parts = []
+        for stage in self.STAGES[current:]:
+            done = self.pages[stage]
+            parts.append(what[stage] + (f" after page {done}" if done else ""))
+        return ", ".join(parts)
+
+
+def entities(client: Any, filters: List[Dict[str, Any]], type_name: str, page_size: int,
+             progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Instance id -> its ``type_name`` item, over every page of one GetInventory query."""
     request: Dict[str, Any] = {"Filters": filters, "ResultAttributes": [{"TypeName": type_name}],
                                "MaxResults": page_size}
@@ -37,6 +69,8 @@ def entities(client: Any, filters: List[Dict[str, Any]], type_name: str, page_si
         except (AttributeError, TypeError, KeyError, ValueError):
             raise FleetError(f"the answer to the {type_name} coverage query does not parse as a GetInventory "
                              "reply") from None
+        if progress is not None:
+            progress.page()
         entities = reply.get("Entities")
         if not isinstance(entities, list):
             raise FleetError(f"the answer to the {type_name} coverage query is not a GetInventory reply "

@@ -34,6 +34,7 @@ from .checks.model import Facts, Finding, Status
 from .checks.redact import redact
 from .config import (ImdsSettings, Invalid, hostname, instance_id, ipv4, ipv4_cidr, mac_address,
                      partition_name, profile_arn, region_name, sg_id, show, subnet_id, vpc_id)
+from . import imds6
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,13 @@ NEEDED: Tuple[str, ...] = ("region", "instance_id", "vpc_id", "subnet_id", "vpc_
                            "local_ipv4", "public_ipv4", "instance_profile_arn")
 _FACT_FIELDS = ("region", "partition", "domain", "instance_id", "mac", "vpc_id", "subnet_id", "vpc_cidr",
                 "vpc_cidrs", "subnet_cidr", "local_ipv4", "public_ipv4", "instance_profile_arn",
-                "security_group_ids")
+                "security_group_ids", "ipv6s", "vpc_ipv6_cidrs", "subnet_ipv6_cidrs")
 # The role's credentials as the SSM agent gets them (iam/security-credentials/<role>): asked with
 # the facts, kept only as a summary (Code, Expiration, ...); the keys themselves never leave here.
 CREDENTIALS_PATH = "iam/security-credentials/"
 _CREDENTIAL_FIELDS = ("Code", "Message", "Type", "LastUpdated", "Expiration")
 _MAX_MESSAGE_CHARS = 300
-_LIST_FIELDS = ("vpc_cidrs", "security_group_ids")
+_LIST_FIELDS = ("vpc_cidrs", "security_group_ids", "ipv6s", "vpc_ipv6_cidrs", "subnet_ipv6_cidrs")
 
 # Facts no running instance can change: its identity and the primary network interface (which
 # cannot be detached), its primary private IPv4, its subnet and the VPC's primary CIDR (neither can
@@ -115,7 +116,7 @@ _PLAIN = (
     _Path("partition", "services/partition", partition_name, optional=True),  # derived from region if absent
     _Path("domain", "services/domain", hostname, optional=True),
     _Path("instance_id", "instance-id", instance_id),
-    _Path("local_ipv4", "local-ipv4", ipv4),
+    _Path("local_ipv4", "local-ipv4", ipv4, optional=True),  # 404 on an IPv6-only ENI (imds6)
     _Path("public_ipv4", "public-ipv4", ipv4, optional=True),  # 404: no public IPv4 (expected)
     _Path("instance_profile_arn", "iam/info", _iam_info, optional=True),  # 404: no instance profile
 )
@@ -125,7 +126,12 @@ _PER_MAC = (
     _Path("subnet_id", "network/interfaces/macs/{mac}/subnet-id", subnet_id),
     _Path("vpc_cidr", "network/interfaces/macs/{mac}/vpc-ipv4-cidr-block", ipv4_cidr),  # the primary
     _Path("vpc_cidrs", "network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks", _lines(ipv4_cidr), optional=True),
-    _Path("subnet_cidr", "network/interfaces/macs/{mac}/subnet-ipv4-cidr-block", ipv4_cidr),
+    _Path("subnet_cidr", "network/interfaces/macs/{mac}/subnet-ipv4-cidr-block", ipv4_cidr, optional=True),  # imds6
+    _Path("ipv6s", "network/interfaces/macs/{mac}/ipv6s", _lines(imds6.ipv6_address), optional=True),
+    _Path("subnet_ipv6_cidrs", "network/interfaces/macs/{mac}/subnet-ipv6-cidr-blocks", _lines(imds6.ipv6_cidr),
+          optional=True),
+    _Path("vpc_ipv6_cidrs", "network/interfaces/macs/{mac}/vpc-ipv6-cidr-blocks", _lines(imds6.ipv6_cidr),
+          optional=True),
     _Path("security_group_ids", "network/interfaces/macs/{mac}/security-group-ids", _lines(sg_id),
           optional=True),
 )
@@ -187,7 +193,7 @@ class _Client:
     """One IMDSv2 conversation: token handling, bounded requests, redaction."""
 
     def __init__(self, settings: ImdsSettings, deadline: float) -> None:
-        self._base = settings.endpoint.rstrip("/")
+        self._base = self.base = settings.endpoint.rstrip("/")
         url = urlsplit(self._base)  # validated by config.imds_endpoint: http://host[:port]
         self._host, self._port = str(url.hostname), url.port or 80
         self._connect_s = settings.connect_timeout_s
@@ -460,11 +466,12 @@ def gather_facts(imds: ImdsSettings, overrides: Mapping[str, Any], budget_s: flo
         error = "every fact the checks need is set in the config"
     else:
         state, cause, error = _from_imds(imds, values, sources, budget_s)
+        error = error or values.get("imds_ipv4_error")  # ok over IPv6 only: why IPv4 did not answer
     _derive(values, sources)
     # An optional list IMDS answered 404 for (no security-group-ids, say) is empty, never None.
     facts = {k: v for k, v in values.items() if k in _FACT_FIELDS and not (k in _LIST_FIELDS and v is None)}
     return Facts(**facts, imds_state=state, imds_cause_code=cause, imds_error=error, sources=sources,
-                 credentials=values.get("credentials") or {})
+                 credentials=values.get("credentials") or {}, imds_endpoint=values.get("imds_endpoint"))
 
 
 def _from_imds(imds: ImdsSettings, values: Dict[str, Any], sources: Dict[str, str],
@@ -478,7 +485,13 @@ def _from_imds(imds: ImdsSettings, values: Dict[str, Any], sources: Dict[str, st
     except _Failure as failure:
         message = client.redact(failure.message)
         log.info("IMDS: %s (%s)", failure.state, message)
-        return failure.state, failure.cause_code, message
+        client6, error6 = _ipv6_client(imds, failure.state, deadline)  # IPv4 unreachable: IPv6-only subnet?
+        if client6 is None:
+            return imds6.both_failed(failure.state, failure.cause_code, message, error6)
+        client = client6
+        values["imds_ipv4_error"] = message
+    values["imds_endpoint"] = client.base
+    imds6.announce(client.base)  # the AWS clients fetch the role's credentials where IMDS answered
     # Facts that cannot change while the instance runs are asked once per process when remembering
     # is on (the daemon); the token PUT above, which is what proves IMDS works, happens every time.
     memo = _memo.setdefault(imds.endpoint, {}) if _remember_static else {}
@@ -502,6 +515,10 @@ def _from_imds(imds: ImdsSettings, values: Dict[str, Any], sources: Dict[str, st
     for fact, value in got.items():
         if fact not in values:
             values[fact], sources[fact] = value, "imds"
+    failures += [_Failure("error", "imds_bad_answer", m) for m in imds6.missing_ipv4_failures(values, client.base)]
+    for fact in imds6.IPV4_ONLY_FACTS:  # a 404 is no value: "missing", as before
+        if values.get(fact) is None and sources.get(fact) == "imds":
+            values.pop(fact), sources.pop(fact)
     if late:  # still running at the deadline (each request is bounded, so only by a hair)
         failures.append(_Failure("unreachable", "imds_unreachable",
                                  f"{imds.endpoint}: no answer within the {budget_s:g} s budget for "
@@ -513,6 +530,23 @@ def _from_imds(imds: ImdsSettings, values: Dict[str, Any], sources: Dict[str, st
     text = client.redact("; ".join(messages[:3]) + (f" (+{len(messages) - 3} more)" if len(messages) > 3 else ""))
     log.info("IMDS: %s (%s)", worst.state, text)
     return worst.state, worst.cause_code, text
+
+
+def _ipv6_client(imds: ImdsSettings, state: str, deadline: float) -> "Tuple[Optional[_Client], Optional[str]]":
+    """(a client for IMDS's IPv6 endpoint, None) when it answers a token PUT within the budget;
+    (None, why not) when it was tried and failed; (None, None) when not tried (imds6)."""
+    endpoint = imds6.fallback_endpoint(imds.endpoint, state)
+    if endpoint is None:
+        return None, None
+    client = _Client(ImdsSettings(enabled=True, endpoint=endpoint, timeout_s=imds.timeout_s,
+                                  connect_timeout_s=imds.connect_timeout_s), deadline)
+    try:
+        client.token()
+    except (_Failure, OSError) as failure:
+        message = client.redact(str(getattr(failure, "message", failure)))
+        log.info("IMDS over IPv6: %s", message)
+        return None, message
+    return client, None
 
 
 def _derive(values: Dict[str, Any], sources: Dict[str, str]) -> None:
@@ -551,9 +585,20 @@ def imds_finding(facts: Facts, duration_s: float) -> Finding:
     evidence: Dict[str, Any] = {"state": facts.imds_state, "sources": _by_source(facts), "missing": missing,
                                 "duration_ms": round(duration_s * 1000, 1)}
     state = facts.imds_state
+    if state == "ok" and facts.imds_endpoint == imds6.IPV6_ENDPOINT and facts.imds_error:
+        evidence.update(endpoint=facts.imds_endpoint, ipv4_error=facts.imds_error)
+        agent = imds6.ssm_agent_env()  # the SSM agent needs IMDS too: is it told to use IPv6?
+        evidence["ssm_agent_imds_env"] = agent
+        if imds6.agent_told(agent):
+            return Finding("imds", Status.OK, f"IMDSv2 answered only over IPv6 ({facts.imds_endpoint}), as the SSM "
+                           f"agent (pid {agent['pid']}) is configured: {facts.instance_id}, {facts.region}, "
+                           f"{facts.vpc_id}", evidence=evidence, duration_s=duration_s)
+        return Finding("imds", Status.WARNING, f"IMDSv2 answered only over IPv6 ({facts.imds_endpoint}): "
+                       f"{facts.instance_id}, {facts.region}, {facts.vpc_id}", evidence=evidence, duration_s=duration_s,
+                       **explain("imds_ipv6_only", error=facts.imds_error, agent_note=imds6.ssm_agent_note()))
     if state == "ok":
         summary = (f"IMDSv2 answered: {facts.instance_id}, {facts.region}, {facts.vpc_id}, "
-                   f"{facts.local_ipv4}")
+                   f"{facts.local_ipv4 or ', '.join(facts.ipv6s)}")  # IPv6-only: no IPv4 address
         if "config" in evidence["sources"]:
             summary += f" ({len(evidence['sources']['config'])} facts from the config)"
         return Finding("imds", Status.OK, summary, evidence=evidence, duration_s=duration_s)
@@ -569,6 +614,7 @@ def imds_finding(facts: Facts, duration_s: float) -> Finding:
         "imds_disabled": "IMDS is disabled: the IMDSv2 token request got 403 Forbidden",
         "imds_hop_limit": "IMDS did not answer the IMDSv2 token request in time",
         "imds_unreachable": "IMDS is unreachable",
+        "imds_ipv6_disabled": "IMDS is unreachable over IPv4 (no route: an IPv6-only subnet) and over IPv6",
         "imds_bad_answer": "IMDS gave an invalid answer",
     }.get(code, "IMDS failed") + f" ({facts.imds_error})"
     return Finding("imds", Status.CRITICAL, summary,

@@ -8,8 +8,9 @@ JSON carries the whole traceback in a field.
 
 Structured fields go in ``extra={...}``: JSON output includes them as keys; text shows the message.
 
-Every line passes the one redaction (checks/redact.py), and the AWS and HTTP libraries never log
-below INFO: botocore's DEBUG output holds signatures, session tokens and request bodies.
+Every line passes the one redaction (checks/redact.py, which also escapes terminal controls), and
+the AWS and HTTP libraries never log below INFO: botocore's DEBUG output holds signatures, session
+tokens and request bodies.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import traceback
 from typing import Any, Dict, Mapping, Optional, TextIO
 
 from .checks.redact import redact, redact_value
+from .checks.textsafe import escape_controls
 
 FORMATS = ("text", "json")
 
@@ -32,7 +34,8 @@ _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, loggi
 
 
 def _flat(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """One line, and no terminal control from an answer (ESC, CR, bidi overrides) raw."""
+    return escape_controls(text)
 
 
 def _utc(created: float) -> str:

@@ -7,6 +7,7 @@ from typing import Dict, List
 
 from .checks.model import Finding, Status
 from .report import Report, rank, root_of
+from .table_fold import fold
 
 NAGIOS_STATUS_CHARS = 120  # the status text before " | perfdata": what a pager shows
 
@@ -29,6 +30,9 @@ def _wrap(label: str, text: str, width: int) -> List[str]:
 
 
 def render_table(report: Report, colour: bool = False, verbose: bool = False, width: int = 110) -> str:
+    """For people. Without ``verbose``: what is wrong (worst first, with cause and fix), then what
+    is OK but not proven, then one line per area (table_fold.py). ``verbose``: every row in report
+    order, each with its evidence."""
     facts = report.facts
     lines = [
         f"vpce-doctor {report.version} — {facts.instance_id or 'unknown instance'} in "
@@ -37,16 +41,58 @@ def render_table(report: Report, colour: bool = False, verbose: bool = False, wi
         "",
     ]
     id_width = min(34, max((len(f.id) for f in report.findings), default=10))
-    explained: Dict[tuple, str] = {}  # (cause_code, fix) -> the finding that showed it first
-    blocked = blocked_under_roots(report)
-    under_a_root = {i for ids in blocked.values() for i in ids}
-    for f in report.findings:
-        if f.id in under_a_root and not verbose:
-            continue  # shown once, under its root cause
-        status = _paint(f"{f.state:<10}", _STATE_COLOURS[f.state], colour)
-        lines.append(f"{status} {f.id:<{id_width}}  {f.summary}")
+    rows = _Rows(report, colour, verbose, width, id_width)
+    if verbose:
+        for f in report.findings:
+            lines.extend(rows.row(f))
+    else:
+        order = {f.id: i for i, f in enumerate(report.findings)}
+        wrong = sorted((f for f in report.findings if f.status != Status.OK and f.id not in rows.under_a_root),
+                       key=lambda f: (-int(f.status), rank(f), order[f.id]))
+        unproven = [f for f in report.findings if f.status == Status.OK and not f.verified]
+        if wrong:
+            lines.append(f"What is wrong ({len(wrong)}, worst first)")
+            for f in wrong:
+                lines.extend(rows.row(f))
+            lines.append("")
+        if unproven:
+            lines.append(f"OK but not proven ({len(unproven)}; --strict counts these as WARNING)")
+            for f in unproven:
+                lines.extend(rows.row(f))
+            lines.append("")
+        lines.append(f"By area ({len(report.findings)} checks; -v shows each with its evidence)")
+        lines.extend(fold(report.findings, lambda state, text: _paint(text, _STATE_COLOURS.get(state, "0"), colour)))
+    lines.append("")
+    lines.append("Verdicts")
+    width = max([24] + [len(v.title) for v in report.verdicts])  # "DynamoDB via gateway endpoint" is longer
+    for v in report.verdicts:
+        mark = _paint(f"{v.status:<7}", _VERDICT_COLOURS.get(v.status, "0"), colour)
+        lines.append(f"  {mark} {v.title:<{width}} {v.reason}")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    lines.append("")
+    lines.append(f"Overall: {_paint(report.status.name, _COLOURS[report.status], colour)} (exit {report.exit_code})")
+    return "\n".join(lines)
+
+
+class _Rows:
+    """One finding's row and the lines under it (cause, fix, what it blocked; evidence when verbose).
+    A cause and fix already shown are named once more, not repeated."""
+
+    def __init__(self, report: Report, colour: bool, verbose: bool, width: int, id_width: int) -> None:
+        self.colour, self.verbose, self.width, self.id_width = colour, verbose, width, id_width
+        self.explained: Dict[tuple, str] = {}  # (cause_code, fix) -> the finding that showed it first
+        self.blocked = blocked_under_roots(report)
+        self.under_a_root = {i for ids in self.blocked.values() for i in ids}
+
+    def row(self, f: Finding) -> List[str]:
+        verbose, width = self.verbose, self.width
+        if f.id in self.under_a_root and not verbose:
+            return []  # shown once, under its root cause
+        status = _paint(f"{f.state:<10}", _STATE_COLOURS[f.state], self.colour)
+        lines = [f"{status} {f.id:<{self.id_width}}  {f.summary}"]
         if (f.status != Status.OK or not f.verified) and f.blocked_by is None and (f.cause or f.fix):
-            first = explained.setdefault((f.cause_code, f.fix), f.id)
+            first = self.explained.setdefault((f.cause_code, f.fix), f.id)
             if first != f.id and not verbose:  # per-address findings repeat their service's cause
                 lines.append(f"      {'cause:':<7}{f.cause_code or 'see'} (cause and fix as for {first})")
             else:
@@ -56,19 +102,10 @@ def render_table(report: Report, colour: bool = False, verbose: bool = False, wi
                     lines.extend(_wrap("fix:", f.fix, width))
         if verbose and f.evidence:
             lines.extend(_wrap("data:", json.dumps(f.evidence, default=str, sort_keys=True), width))
-        if f.id in blocked and not verbose:
-            lines.extend(_wrap("→", f"{_count(blocked[f.id])} not run because of this: "
-                               f"{', '.join(blocked[f.id])}", width))
-    lines.append("")
-    lines.append("Verdicts")
-    for v in report.verdicts:
-        mark = _paint(f"{v.status:<7}", _VERDICT_COLOURS.get(v.status, "0"), colour)
-        lines.append(f"  {mark} {v.title:<24} {v.reason}")
-    for note in report.notes:
-        lines.append(f"note: {note}")
-    lines.append("")
-    lines.append(f"Overall: {_paint(report.status.name, _COLOURS[report.status], colour)} (exit {report.exit_code})")
-    return "\n".join(lines)
+        if f.id in self.blocked and not verbose:
+            lines.extend(_wrap("→", f"{_count(self.blocked[f.id])} not run because of this: "
+                               f"{', '.join(self.blocked[f.id])}", width))
+        return lines
 
 
 def _count(ids: List[str]) -> str:

@@ -9,6 +9,8 @@ Verdicts are derived from findings by id, never from text:
 * Run Command needs ssm and one message channel: ec2messages, or ssmmessages (3.1.821.0+ agents
   switch to it once connected).
 * S3 via the gateway endpoint needs the S3 checks.
+* DynamoDB via the gateway endpoint needs the DynamoDB checks; shown only when they ran (dynamodb is
+  configured or the EC2 view shows its gateway endpoint).
 * Isolation needs every egress target to fail.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .checks.causes import SYMPTOMS
 from .checks.model import Facts, Finding, Status, worst
 from .checks.errortext import without_reprs
 from .checks.redact import redact, redact_value
+from .checks.textsafe import escape_controls
 
 # 2: every finding carries "verified" (false: OK but not proven — shown as UNVERIFIED). Consumers
 # of version 1 keep working: "status" is unchanged; read verified == false as "skipped".
@@ -30,7 +33,7 @@ SCHEMA_VERSION = 2
 
 @dataclass(frozen=True)
 class Verdict:
-    name: str  # session_manager | run_command | s3_gateway | isolation
+    name: str  # session_manager | run_command | s3_gateway | isolation | dynamodb_gateway (when applicable)
     title: str
     status: str  # works | broken | unknown
     reason: str
@@ -56,7 +59,7 @@ class Report:
         set_ = object.__setattr__
         set_(self, "findings", tuple(_redacted_finding(f) for f in self.findings))
         set_(self, "verdicts", tuple(_redacted_verdict(v) for v in self.verdicts))
-        set_(self, "notes", tuple(redact(n) for n in self.notes))
+        set_(self, "notes", tuple(escape_controls(redact(n)) for n in self.notes))
         set_(self, "facts", _redacted_facts(self.facts))
 
     @property
@@ -83,7 +86,8 @@ class Report:
 
 
 def _clean(text: str) -> str:
-    return without_reprs(redact(text))
+    # One-line fields: a newline or tab from an answer is escaped too (redact keeps them).
+    return escape_controls(without_reprs(redact(text)))
 
 
 def _redacted_finding(f: Finding) -> Finding:
@@ -132,12 +136,18 @@ def rank(f: Finding) -> int:
 class _Index:
     def __init__(self, findings: Sequence[Finding]) -> None:
         self.by_id: Mapping[str, Finding] = {f.id: f for f in findings}
+        # A service that reach.<svc> proved to work without Private DNS (over an IGW/NAT, or through
+        # an /etc/hosts pin to its ENI): its DNS findings stay, but they don't break a verdict.
+        self.bypassed = {f"{p}.{f.id[len('reach.'):]}" for f in findings
+                         if f.id.startswith("reach.") and f.status <= Status.WARNING
+                         and f.evidence.get("path") in ("internet", "pinned") for p in ("dns", "eni")}
 
     def get(self, fid: str) -> Optional[Finding]:
         return self.by_id.get(fid)
 
     def failing(self, ids: Sequence[str], at_least: Status = Status.CRITICAL) -> List[Finding]:
-        return [f for i in ids if (f := self.by_id.get(i)) is not None and f.status >= at_least]
+        return [f for i in ids if (f := self.by_id.get(i)) is not None and f.status >= at_least
+                and i not in self.bypassed]
 
     def missing(self, ids: Sequence[str]) -> List[str]:
         return [i for i in ids if i not in self.by_id]
@@ -249,4 +259,9 @@ def verdicts(findings: Sequence[Finding]) -> Tuple[Verdict, ...]:
     else:
         iso = _verdict("isolation", "Isolation", idx, [f.id for f in egress] or ["egress"],
                        "isolated: no internet path")
-    return (session, run_cmd, s3, iso)
+    ddb_ids = [i for i in ("dynamodb.dns", "dynamodb.route", "dynamodb.api") if i in idx.by_id]
+    ddb = () if not ddb_ids else (_verdict(  # absent when DynamoDB is neither configured nor in the VPC
+        "dynamodb_gateway", "DynamoDB via gateway endpoint", idx,
+        [i for i in ("iam.credentials",) if i in idx.by_id] + ddb_ids, "DynamoDB works through the gateway endpoint",
+        _system_dns_failing(idx, ("dynamodb",))),)
+    return (session, run_cmd, s3, iso) + ddb

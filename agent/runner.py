@@ -53,6 +53,20 @@ def select(checks: Sequence[Check], only: Optional[Iterable[str]]) -> List[Check
     return [c for c in checks if c.id in wanted]
 
 
+def _matches(selector: str, check_id: str) -> bool:
+    return check_id == selector or check_id.startswith(selector + ".")
+
+
+def would_run(check_id: str, only: Optional[Iterable[str]],
+              overrides: Sequence[Tuple[str, bool, Optional[str]]] = ()) -> bool:
+    """Whether a check that nothing else needs (an ``egress.<host>``) runs in this run: ``--only``
+    selects it (exact id or prefix) and no ``checks.overrides`` selector turns it off. Asked before
+    the checks are built, to start such a check's probe early."""
+    if only and not any(_matches(sel, check_id) for sel in only):
+        return False
+    return not any(not enabled and _matches(sel, check_id) for sel, enabled, _ in overrides)
+
+
 def unknown_selectors(checks: Sequence[Check], only: Iterable[str]) -> List[str]:
     ids = [c.id for c in checks] + [IMDS_ID]
     return [s for s in only if not any(i == s or i.startswith(s + ".") for i in ids)]

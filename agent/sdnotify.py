@@ -34,7 +34,7 @@ def _sockaddr(address: str) -> Union[str, bytes]:
 
 def one_line(text: str, limit: int = MAX_STATUS_CHARS) -> str:
     """``text`` with control characters (a newline would start a new KEY=VALUE) made spaces."""
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in redact(text)).split())
+    flat = " ".join(redact("".join(ch if ch.isprintable() else " " for ch in text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

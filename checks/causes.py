@@ -37,6 +37,17 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
     Cause("imds_unreachable",
           "IMDS at 169.254.169.254 refused or failed the connection ({error})",
           "Check that the metadata endpoint is enabled and that no local firewall or proxy blocks 169.254.169.254:80"),
+    Cause("imds_ipv6_only",
+          "IMDS answers only over IPv6 at [fd00:ec2::254]; 169.254.169.254 failed ({error}): {agent_note}",
+          "Give the SSM agent the IPv6 endpoint: a systemd drop-in for amazon-ssm-agent with "
+          "Environment=AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6, then systemctl daemon-reload and restart it"),
+    Cause("imds_ipv6_disabled",
+          "IMDS is unreachable: this instance has no IPv4 route to 169.254.169.254 (an IPv6-only subnet) and "
+          "[fd00:ec2::254] does not answer ({error}); the IPv6 endpoint is disabled by default, also in IPv6-only subnets",
+          "Enable the IMDS IPv6 endpoint (EC2 console: Instance > Actions > Instance settings > Modify instance "
+          "metadata options > IPv6 endpoint: Enabled; Nitro instances only); the SSM agent needs IMDS for its credentials",
+          "aws ec2 modify-instance-metadata-options --instance-id {instance_id} --http-protocol-ipv6 enabled "
+          "--http-endpoint enabled"),
     Cause("imds_bad_answer",
           "IMDS gave an answer that is not what the metadata service returns ({error})",
           "Check for a proxy or local service intercepting 169.254.169.254; set the facts in the config to run without IMDS"),
@@ -129,9 +140,11 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "endpoints add .amazonaws.com and 169.254.169.254 to no_proxy; then sudo systemctl daemon-reload && "
           "sudo systemctl restart amazon-ssm-agent"),
     Cause("ssm_agent_log_tls",
-          "The SSM agent does not trust the certificate it is shown: its log says {line} (a TLS-inspecting proxy "
-          "or a wrong endpoint answers)",
-          "Exempt the endpoints from TLS inspection (or add .amazonaws.com to the agent's no_proxy), then "
+          "The SSM agent does not trust the certificate it is shown: its log says {line} (TLS inspection by an "
+          "appliance or proxy, a CA bundle on the instance that lacks Amazon's roots, or a wrong endpoint; "
+          "reach.<service> names which when its handshake fails the same way)",
+          "Exempt *.amazonaws.com from TLS inspection (or add .amazonaws.com to the agent's no_proxy), or repair the "
+          "instance's CA bundle (sudo dnf reinstall ca-certificates && sudo update-ca-trust); then "
           "sudo systemctl restart amazon-ssm-agent"),
     Cause("ssm_agent_log_network",
           "The SSM agent cannot connect to the service: its log says {line}",
@@ -170,11 +183,30 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
     Cause("resolver_slow",
           "The Amazon resolver {resolver} answered slowly ({latency_ms} ms)",
           "Look for DNS throttling (1024 packets/s per ENI to the resolver) or a slow forwarding rule; cache DNS locally"),
+    Cause("resolver_slow_beyond_timeout",
+          "The Amazon resolver {resolver} answers, but only after {latency_ms} ms: slower than the {timeout_s} s one "
+          "query waits here, and {clients}. It is slow, not switched off (enableDnsSupport is not the cause: it "
+          "answered)",
+          "Find what delays it: DNS throttling (the resolver takes 1024 packets/s per ENI; a local cache such as "
+          "systemd-resolved or nscd cuts the rate), a Route 53 Resolver forwarding rule whose target servers answer "
+          "slowly, or DNS Firewall; meanwhile raise the client timeout (options timeout: in /etc/resolv.conf) and "
+          "timeouts.dns_s here"),
     Cause("system_dns_differs",
           "The system resolver ({source}) answers {host} with {system_answers}, not the endpoint addresses "
           "{amazon_answers} that the Amazon resolver gives: programs on this instance, the SSM agent included, "
           "will not use the endpoint",
           "Remove the {source} entry for {host}, or make the custom DNS server forward {host} to the Amazon resolver"),
+    Cause("custom_dns_public_answers",
+          "The nameserver {nameserver} in {path} is not the Amazon resolver and answers {hosts} with public "
+          "addresses ({system_answers}) where the Amazon resolver {resolver} gives the endpoints' private ones "
+          "({amazon_answers}): it does not forward amazonaws.com to the VPC resolver, so programs here, the SSM "
+          "agent included, bypass the endpoints. {origin}",
+          "Give the VPC a DHCP option set with domain-name-servers=AmazonProvidedDNS (if the account has none: aws "
+          "ec2 create-dhcp-options --dhcp-configurations Key=domain-name-servers,Values=AmazonProvidedDNS); running "
+          "instances take it at their next DHCP lease renewal (sudo networkctl renew <interface>, or reboot). Or "
+          "keep {nameserver} and forward amazonaws.com on it to the VPC resolver {vpc_resolver} (a conditional "
+          "forwarder; from outside the VPC through a Route 53 Resolver inbound endpoint)",
+          "aws ec2 associate-dhcp-options --dhcp-options-id {amazon_dhcp_options_id} --vpc-id {vpc_id}"),
     # --- interface endpoints: DNS --------------------------------------------------------------
     Cause("endpoint_missing",
           "There is no interface endpoint for {service} in this VPC: {host} resolves to public addresses "
@@ -201,6 +233,31 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "its Private DNS is off, or the VPC's enableDnsHostnames is false (the EC2 API could not tell which)",
           "Create the interface endpoint com.amazonaws.{region}.{service} with Private DNS enabled, and enable "
           "both DNS resolution and DNS hostnames on the VPC"),
+    Cause("vpc_dns_attribute_before_private_dns",
+          "{host} resolves to public addresses {answers}: the VPC's {attributes_are} false and {endpoint_state}; "
+          "AWS refuses Private DNS on any endpoint until the attribute is true",
+          "First set {attributes} to true on {vpc_id} (until then AWS answers the Private DNS change with "
+          "\"InvalidParameter: Enabling private DNS requires both enableDnsSupport and enableDnsHostnames VPC "
+          "attributes set to true for {vpc_id}\"), then {endpoint_step}",
+          "{attribute_cli} && {endpoint_cli}"),
+    Cause("dns_shadow_zone",
+          "{host} is NXDOMAIN at {resolver} although public DNS has it: a Route 53 private hosted zone (or a "
+          "Resolver rule) for {zone} associated with the VPC answers for that whole namespace and lacks it. "
+          "NXDOMAIN: {failing}; resolving under {zone}: {resolving}",
+          "Find the zone (aws route53 list-hosted-zones-by-vpc; Resolver rules: aws route53resolver "
+          "list-resolver-rule-associations) and delete or disassociate {zone}, or add the missing records to it "
+          "(for S3: a wildcard *.s3.<region> record for bucket names); for interface endpoints use the "
+          "endpoint's own Private DNS instead of a hand-made zone",
+          "aws route53 list-hosted-zones-by-vpc --vpc-id {vpc_id} --vpc-region {region}"),
+    Cause("dns_shadow_zone_public_record",
+          "{host} resolves to public addresses {answers} from a Route 53 private hosted zone (or a Resolver rule) "
+          "for {zone} associated with the VPC: names under it that it lacks are NXDOMAIN ({failing}), so public DNS "
+          "is not asked there and this answer is the zone's own record; the endpoint's Private DNS is not in effect "
+          "for {host}",
+          "Delete or disassociate {zone} (aws route53 list-hosted-zones-by-vpc finds it), or remove its record for "
+          "{host}; then create the interface endpoint com.amazonaws.{region}.{service} with Private DNS (its own "
+          "zone is more specific and wins)",
+          "aws route53 list-hosted-zones-by-vpc --vpc-id {vpc_id} --vpc-region {region}"),
     Cause("dns_nxdomain",
           "{host} does not exist according to {resolver} (NXDOMAIN)",
           "Check the service name and region; a Route 53 private hosted zone for {zone} without this record "
@@ -208,6 +265,12 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
     Cause("dns_no_answer",
           "{resolver} gives no address for {host} ({rcode})",
           "Check Route 53 Resolver rules and private hosted zones associated with the VPC"),
+    Cause("endpoint_ipv4_only",
+          "This instance is in an IPv6-only subnet (no IPv4 address), but {host} has only IPv4 answers ({answers}; "
+          "{aaaa}): the {service} endpoint serves IPv4 only (IpAddressType ipv4)",
+          "Make the endpoint dual-stack with AAAA records in Private DNS (every endpoint subnet needs an IPv6 CIDR)",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --ip-address-type dualstack "
+          "--dns-options DnsRecordIpType=dualstack"),
     Cause("dns_timeout",
           "{resolver} did not answer the query for {host} within {timeout_s} s",
           "Check that enableDnsSupport is true on the VPC and that UDP/TCP 53 to the resolver is allowed"),
@@ -235,6 +298,12 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "that admits the instance",
           "Add an inbound rule TCP 443 from the instance's security group or the subnet CIDR",
           "aws ec2 authorize-security-group-ingress --group-id {sg_id} --protocol tcp --port 443 --cidr {subnet_cidr}"),
+    Cause("endpoint_sg_no_inbound_443_ipv6",
+          "TCP 443 to {ip} (IPv6) timed out and the endpoint's security group {sg_ids} has no inbound TCP 443 rule "
+          "that admits the instance's IPv6 address {source} (IPv4 CIDR rules do not cover IPv6)",
+          "Add an inbound rule TCP 443 from the instance's security group or the subnet's IPv6 CIDR",
+          "aws ec2 authorize-security-group-ingress --group-id {sg_id} --ip-permissions "
+          "IpProtocol=tcp,FromPort=443,ToPort=443,Ipv6Ranges=[{{CidrIpv6={subnet_ipv6_cidr}}}]"),
     Cause("instance_sg_no_outbound_443",
           "TCP 443 to {ip} timed out and the instance's security group {sg_ids} has no outbound TCP 443 rule",
           "Add an outbound rule TCP 443 (to the endpoints' security group, the VPC CIDR or 0.0.0.0/0)",
@@ -252,10 +321,73 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "belongs to a different service",
           "Remove TLS interception for AWS endpoints, or trust its CA via AWS_CA_BUNDLE / ca_bundle; check "
           "that {host} resolves to this service's endpoint"),
+    # TLS after TCP, told apart by checks/tlsprobe.py (issuer read without trusting it; a small-MSS retry)
+    Cause("tls_foreign_issuer",
+          "The certificate presented for {host} at {ip} is issued by {issuer}, not by Amazon, and verifies "
+          "against nothing trusted here ({error}): a TLS-inspecting firewall or proxy ({issuer_org}) answers "
+          "in the endpoint's place",
+          "Exempt *.amazonaws.com (the endpoint names) from TLS inspection on that appliance or proxy, or add "
+          "its CA certificate to the trust store the SSM agent uses (Amazon Linux/RHEL: copy it to "
+          "/etc/pki/ca-trust/source/anchors/ and run sudo update-ca-trust; Debian/Ubuntu: "
+          "/usr/local/share/ca-certificates/ and sudo update-ca-certificates) and, for the AWS CLI and SDKs, "
+          "to AWS_CA_BUNDLE / ca_bundle"),
+    Cause("tls_ca_bundle_broken",
+          "The certificate for {host} at {ip} is issued by Amazon ({issuer}) but does not verify against this "
+          "instance's CA bundle ({bundle}: {error}): the bundle lacks Amazon's root CAs, or is empty or damaged",
+          "Repair the CA bundle: sudo dnf reinstall -y ca-certificates && sudo update-ca-trust (Debian/Ubuntu: "
+          "sudo apt-get install --reinstall ca-certificates && sudo update-ca-certificates); a custom ca_bundle "
+          "/ AWS_CA_BUNDLE replaces the system store for the AWS CLI and SDKs, so it must hold Amazon Root CA "
+          "1-4 too (https://www.amazontrust.com/repository/)"),
+    Cause("tls_path_mtu",
+          "TCP 443 to {ip} connects but the TLS handshake for {host} stalls ({error}); with a small MSS ({mss}) "
+          "it completes: packets bigger than that are dropped on the way back and no ICMP \"fragmentation "
+          "needed\" reaches the instance (a path-MTU black hole; {iface} has MTU {mtu})",
+          "Let ICMP type 3 code 4 (Destination Unreachable: fragmentation needed and DF set) through, inbound and "
+          "outbound, in the subnets' network ACLs and on every firewall or appliance in the path, so Path MTU "
+          "Discovery works; or lower the instance's MTU to what the path carries: "
+          "sudo ip link set dev {iface} mtu 1500"),
+    Cause("tls_handshake_stalled",
+          "TCP 443 to {ip} connects but no TLS answer for {host} comes back ({error}), not even with a small "
+          "MSS ({mss}): something in the path accepts TCP and then holds the TLS exchange",
+          "Find what answers TCP for {ip} without passing TLS (a firewall, transparent proxy or inspection "
+          "appliance on the route to the endpoint; its logs show the held flow) and let TLS to the endpoint "
+          "through"),
     Cause("az_unreachable",
           "{service}: {bad_count} of {total} endpoint ENIs do not accept connections ({bad_ips}); clients "
           "that pick those addresses stall",
           "Fix the security group / NACL for the ENIs in the affected AZ(s), or remove the endpoint's subnet there"),
+    Cause("reach_via_internet",
+          "{service} works, but over the internet: {host}'s public addresses ({ips}) accept TLS from here, so the "
+          "traffic leaves through an Internet Gateway or NAT route (or a proxy), not through an interface endpoint",
+          "Make the private path work (see dns.{service}'s fix), then remove the internet route; until then "
+          "Session Manager and Run Command depend on the internet path"),
+    Cause("reach_via_pinned_address",
+          "{service} works only because {source} pins {host} to {ips} (an endpoint address that accepts TLS): "
+          "DNS itself gives public addresses, so anything that does not read {source} — other instances, "
+          "containers with their own hosts file — fails",
+          "Fix Private DNS (see dns.{service}'s fix) and remove the {source} entry for {host}; a pin breaks "
+          "silently when the endpoint's ENIs change"),
+    Cause("nacl_blocks",
+          "The network ACL {nacl_id} of subnet {subnet_id} drops the {leg} of TCP 443 with {ip}: {direction} "
+          "TCP port {port} {arrow} {peer} — {rule_words}. NACLs are stateless: the replies to the instance's "
+          "ephemeral ports need entries of their own",
+          "Add an {direction} entry to {nacl_id} allowing TCP {ports} {arrow} {cidr}{scope}, numbered below any "
+          "entry that matches first",
+          "aws ec2 create-network-acl-entry --network-acl-id {nacl_id} --{flag} --rule-number <number below "
+          "{rule}> --protocol tcp --port-range From={from_port},To={to_port} --cidr-block {cidr} --rule-action allow"),
+    Cause("nacl_suspected",
+          "{service}: the endpoint ENIs in this instance's own subnet ({subnet_cidr}) accept connections, the ones "
+          "in other subnets ({bad_ips}) time out: a network ACL filters traffic between subnets (most often the "
+          "return traffic to ephemeral ports 1024-65535); a security group would not single out other subnets",
+          "Check the NACLs of this subnet and of the endpoint's subnets (VPC console: Network ACLs): inbound and "
+          "outbound TCP 443 between the subnets, and TCP 1024-65535 for the replies; allow ec2:DescribeNetworkAcls "
+          "to have the entry named",
+          "aws ec2 describe-network-acls --filters Name=association.subnet-id,Values={subnet_id}"),
+    Cause("stale_answer_refused",
+          "{service}: {bad_ips} refuse TCP 443 while the other answers accept it: nothing listens there, so DNS "
+          "hands out a stale record next to the endpoint's ENIs; clients that pick it fail",
+          "Find what serves the stale answer (a Route 53 private hosted zone record, a custom DNS server, "
+          "/etc/hosts) and remove it"),
     # --- S3 --------------------------------------------------------------------------------------
     Cause("s3_no_gateway_route",
           "S3 at {ip} did not answer: the subnet's route table has no route for the S3 prefix list to a "
@@ -269,6 +401,11 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "The route table {route_table_id} of this subnet has no route to the S3 prefix list {prefix_list_id} "
           "through a gateway endpoint",
           "Associate the S3 gateway endpoint with this subnet's route table",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --add-route-table-ids {route_table_id}"),
+    Cause("s3_route_other_tables",
+          "The S3 gateway endpoint {endpoint_id} is associated with {other_tables}, not with {route_table_id}, the "
+          "route table of this subnet: only subnets that use those tables reach S3 through it",
+          "Associate the endpoint with this subnet's route table as well",
           "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --add-route-table-ids {route_table_id}"),
     Cause("s3_outside_prefix_list",
           "{host} resolves to {answers}, which are not in the region's S3 prefix list {prefix_list_id}",
@@ -317,19 +454,105 @@ CAUSES: Dict[str, Cause] = {c.code: c for c in [
           "gateway endpoint {endpoint_id}: a network ACL, a host firewall or a security group drops the traffic",
           "Check the subnet's network ACL (outbound TCP 443 and inbound TCP 1024-65535 for the S3 prefix list's "
           "CIDRs), the instance security group's outbound 443 and any host firewall or proxy"),
+    Cause("s3_no_answer",
+          "S3 at {ip} did not answer TCP 443: something drops the packets, as a VPC does without a route or "
+          "an allowing rule; which one is not proven here ({why}). In order of likelihood: {order}",
+          "1) Associate the S3 gateway endpoint with this subnet's route table (aws ec2 modify-vpc-endpoint "
+          "--vpc-endpoint-id <vpce-id> --add-route-table-ids {route_table_id}); 2) allow outbound TCP 443 to the "
+          "S3 prefix list on the instance's security group (aws ec2 authorize-security-group-egress --group-id "
+          "{sg_id} --ip-permissions IpProtocol=tcp,FromPort=443,ToPort=443,PrefixListIds=[{{PrefixListId="
+          "{prefix_list_id}}}]; the id: aws ec2 describe-prefix-lists --filters Name=prefix-list-name,"
+          "Values=com.amazonaws.{region}.s3); 3) network ACLs cannot reference prefix lists: the subnet's NACL "
+          "must allow S3's CIDRs (aws ec2 get-managed-prefix-list-entries --prefix-list-id {prefix_list_id}) "
+          "out on TCP 443 and back in on TCP 1024-65535"),
+    # --- DynamoDB (checks/dynamodb.py) ------------------------------------------------------------
+    Cause("dynamodb_outside_prefix_list",
+          "{host} resolves to {answers}, which are not in the region's DynamoDB prefix list {prefix_list_id}",
+          "Check for DNS overrides of DynamoDB names; the gateway endpoint only carries addresses in the prefix list"),
+    Cause("dynamodb_no_gateway_route",
+          "DynamoDB at {ip} is not routed: the VPC has no DynamoDB gateway endpoint for the subnet's route table "
+          "{route_table_id}",
+          "Create a DynamoDB gateway endpoint associated with the subnet's route table",
+          "aws ec2 create-vpc-endpoint --vpc-id {vpc_id} --vpc-endpoint-type Gateway --service-name "
+          "com.amazonaws.{region}.dynamodb --route-table-ids {route_table_id}"),
+    Cause("dynamodb_route_missing",
+          "The route table {route_table_id} of this subnet has no route to the DynamoDB prefix list {prefix_list_id} "
+          "through the gateway endpoint {endpoint_id}{other_tables}",
+          "Associate the DynamoDB gateway endpoint with this subnet's route table",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --add-route-table-ids {route_table_id}"),
+    Cause("dynamodb_sg_no_outbound_443",
+          "DynamoDB at {ip} did not answer and the instance's security group {sg_ids} has no outbound TCP 443 rule "
+          "to the DynamoDB prefix list {prefix_list_id} (or a CIDR that holds DynamoDB's addresses)",
+          "Add an outbound rule TCP 443 to the DynamoDB prefix list on the instance's security group (network ACLs "
+          "cannot reference prefix lists: they need the list's CIDRs)",
+          "aws ec2 authorize-security-group-egress --group-id {sg_id} --ip-permissions "
+          "IpProtocol=tcp,FromPort=443,ToPort=443,PrefixListIds=[{{PrefixListId={prefix_list_id}}}]"),
+    Cause("dynamodb_path_blocked",
+          "DynamoDB at {ip} did not answer although the route table {route_table_id} sends the DynamoDB prefix list "
+          "to the gateway endpoint {endpoint_id} and the instance security group allows it: a network ACL, a host "
+          "firewall or a proxy drops the traffic",
+          "Check the subnet's network ACL (outbound TCP 443 and inbound TCP 1024-65535 for each CIDR of the DynamoDB "
+          "prefix list: NACLs cannot reference prefix lists) and any host firewall or proxy"),
+    Cause("dynamodb_no_answer",
+          "DynamoDB at {ip} did not answer TCP 443: something drops the packets, as a VPC does without a route or "
+          "an allowing rule; which one is not proven here ({why}). In order of likelihood: {order}",
+          "1) Associate the DynamoDB gateway endpoint with this subnet's route table (aws ec2 modify-vpc-endpoint "
+          "--vpc-endpoint-id <vpce-id> --add-route-table-ids {route_table_id}); 2) allow outbound TCP 443 to the "
+          "DynamoDB prefix list on the instance's security group (aws ec2 authorize-security-group-egress --group-id "
+          "{sg_id} --ip-permissions IpProtocol=tcp,FromPort=443,ToPort=443,PrefixListIds=[{{PrefixListId="
+          "{prefix_list_id}}}]; the id: aws ec2 describe-prefix-lists --filters Name=prefix-list-name,"
+          "Values=com.amazonaws.{region}.dynamodb); 3) network ACLs cannot reference prefix lists: the subnet's NACL "
+          "must allow DynamoDB's CIDRs out on TCP 443 and back in on TCP 1024-65535"),
+    Cause("dynamodb_access_denied_endpoint_policy",
+          "DynamoDB denied {action} because the gateway endpoint's policy does not allow it ({error})",
+          "Allow {action} on {resource} in the DynamoDB gateway endpoint's policy",
+          "aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint_id} --policy-document file://policy.json"),
+    Cause("dynamodb_access_denied_iam",
+          "DynamoDB denied {action} ({error}): the instance profile's role lacks the permission",
+          "Grant the role {action} on {resource} (an IAM policy on the instance profile's role)"),
+    Cause("dynamodb_access_denied",
+          "DynamoDB denied {action} ({error}): the role lacks the permission, or the endpoint policy (or an SCP, a "
+          "permissions boundary, a table's resource policy) denies it",
+          "Grant the role {action} on {resource}, and check the DynamoDB gateway endpoint's policy"),
+    Cause("dynamodb_table_not_found",
+          "DynamoDB in {region} has no table {table} ({error}): the name is wrong, or the table is in another "
+          "region — a gateway endpoint reaches only its own region's DynamoDB",
+          "Fix dynamodb.table in the config, or use a table in {region} (another region needs a NAT, or an interface "
+          "endpoint there reached through peering)"),
+    Cause("dynamodb_table_other_region",
+          "The table {table} is in {table_region}, not {region}: a gateway endpoint reaches only its own region's "
+          "DynamoDB",
+          "Use a table in {region}, or reach {table_region} another way (an interface endpoint there via peering, "
+          "or a NAT)"),
+    Cause("dynamodb_no_credentials",
+          "No AWS credentials for the DynamoDB call: {error}",
+          "Attach an instance profile (or configure credentials) with DynamoDB permissions"),
+    Cause("dynamodb_error",
+          "DynamoDB answered {error}",
+          "See the error code in the Amazon DynamoDB API reference"),
     # --- isolation -------------------------------------------------------------------------------
     Cause("internet_path",
           "A TCP connection to {host}:{port} ({ip}) succeeded: this instance has a path to the internet "
           "(an Internet Gateway or NAT route, or a proxy)",
           "Remove the 0.0.0.0/0 route to the IGW/NAT from the subnet's route table (VPC console: Route tables > Routes)",
           "aws ec2 delete-route --route-table-id {route_table_id} --destination-cidr-block 0.0.0.0/0"),
+    Cause("internet_path_refused",
+          "TCP {port} to {host} ({ip}) was refused: an RST came back in {rst_ms} ms, so the SYN reached something "
+          "that answered. A VPC without an internet path drops it (a timeout); an RST means an Internet Gateway "
+          "or NAT route exists and the host refuses the port, or a firewall or proxy on the way rejects "
+          "instead of dropping",
+          "Look for a 0.0.0.0/0 route to an igw-/nat- in the subnet's route table and remove it. With none, find "
+          "what answers: an RST well under a millisecond comes from this instance itself (a REJECT rule: nft list "
+          "ruleset, iptables -S) or a local proxy; ip route get {ip} shows the way out",
+          "aws ec2 describe-route-tables --filters Name=association.subnet-id,Values={subnet_id} "
+          "--query 'RouteTables[].Routes'"),
     # --- EC2 API (for identity) --------------------------------------------------------------------
     Cause("ec2_api_unavailable",
           "The EC2 API is not reachable or not permitted from here ({error}); endpoint identity rests on CIDR evidence",
           "Optional: create an ec2 interface endpoint and allow ec2:DescribeVpcEndpoints, "
           "ec2:DescribeNetworkInterfaces, ec2:DescribeVpcAttribute, ec2:DescribeRouteTables, "
-          "ec2:DescribePrefixLists, ec2:DescribeManagedPrefixLists, ec2:GetManagedPrefixListEntries and "
-          "ec2:DescribeSecurityGroups to the instance role (packaging/iam/ec2-describe-for-endpoint-identity.json)"),
+          "ec2:DescribePrefixLists, ec2:DescribeManagedPrefixLists, ec2:GetManagedPrefixListEntries, "
+          "ec2:DescribeSecurityGroups and ec2:DescribeNetworkAcls to the instance role (packaging/iam/ec2-describe-for-endpoint-identity.json)"),
     # --- ourselves --------------------------------------------------------------------------------
     Cause("check_crashed",
           "The check failed inside vpce-doctor: {error}",

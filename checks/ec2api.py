@@ -7,7 +7,8 @@ either way, and ``Outcome.data`` is always an ``Ec2View`` (``available=False`` +
 API can't be used) so that dependents are never blocked.
 
 IAM: ec2:DescribeVpcAttribute, DescribeVpcEndpoints, DescribeNetworkInterfaces, DescribeRouteTables,
-DescribePrefixLists, DescribeManagedPrefixLists, GetManagedPrefixListEntries, DescribeSecurityGroups.
+DescribePrefixLists, DescribeManagedPrefixLists, GetManagedPrefixListEntries, DescribeSecurityGroups,
+DescribeNetworkAcls.
 A call that is denied is recorded in ``errors``; the rest of the view still counts.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .ec2view import Ec2View, EndpointView, Route, SecurityGroupRule
 from .errortext import exception_text
 from .hostnames import partition_name
 from .model import Check, Context, Finding, Outcome, Settings, Status, outcome
+from .nacls import NaclView, parse_acls
 
 CHECK_ID = "ec2.api"
 CONNECT_TIMEOUT_S = 0.5  # one short try: without an ec2 endpoint the public API address is dropped;
@@ -71,6 +73,7 @@ def parse_endpoint(d: Mapping[str, Any], enis: Mapping[str, Mapping[str, Any]]) 
     eni_ids = tuple(d.get("NetworkInterfaceIds") or ())
     ips: List[str] = []
     azs: Dict[str, str] = {}
+    subnets: Dict[str, str] = {}
     for eni_id in eni_ids:
         eni = enis.get(eni_id)
         if not eni:
@@ -79,6 +82,8 @@ def parse_endpoint(d: Mapping[str, Any], enis: Mapping[str, Mapping[str, Any]]) 
             if ip not in ips:
                 ips.append(ip)
                 azs[ip] = str(eni.get("AvailabilityZone", ""))
+                if eni.get("SubnetId"):
+                    subnets[ip] = str(eni["SubnetId"])
     return EndpointView(
         id=str(d["VpcEndpointId"]),
         service_name=str(d.get("ServiceName", "")),
@@ -89,6 +94,7 @@ def parse_endpoint(d: Mapping[str, Any], enis: Mapping[str, Mapping[str, Any]]) 
         eni_ids=eni_ids,
         eni_ips=tuple(ips),
         eni_azs=azs,
+        eni_subnets=subnets,
         security_group_ids=tuple(g["GroupId"] for g in d.get("Groups") or () if g.get("GroupId")),
         route_table_ids=tuple(d.get("RouteTableIds") or ()),
         dns_names=tuple(e["DnsName"] for e in d.get("DnsEntries") or () if e.get("DnsName")),
@@ -249,6 +255,26 @@ def _s3_prefix_list(g: _Gatherer, region: str, endpoints: Sequence[EndpointView]
     return pl_id, cidrs
 
 
+def dynamodb_prefix_list(g: _Gatherer, region: str,
+                         endpoints: Sequence[EndpointView]) -> Tuple[Optional[str], Tuple[str, ...]]:
+    """DynamoDB's managed prefix list, only when DynamoDB is configured or has a gateway endpoint here."""
+    if g.ctx.settings.dynamodb_table is None and not any(
+            e.type == "Gateway" and e.short_service == "dynamodb" for e in endpoints):
+        return None, ()
+    names = [f"com.amazonaws.{region}.dynamodb"] + (
+        [f"cn.com.amazonaws.{region}.dynamodb"] if partition_name(region) == "aws-cn" else [])
+    lists = g.call("DescribePrefixLists(dynamodb)", lambda: g.paged(
+        "describe_prefix_lists", "PrefixLists", Filters=[{"Name": "prefix-list-name", "Values": names}]))
+    if not lists:
+        return None, ()
+    pl_id, cidrs = str(lists[0]["PrefixListId"]), tuple(lists[0].get("Cidrs") or ())
+    if not cidrs:
+        entries = g.call("GetManagedPrefixListEntries(dynamodb)", lambda: g.paged(
+            "get_managed_prefix_list_entries", "Entries", PrefixListId=pl_id))
+        cidrs = tuple(e["Cidr"] for e in entries or () if e.get("Cidr"))
+    return pl_id, cidrs
+
+
 def _security_groups(g: _Gatherer, group_ids: List[str]) -> Dict[str, Tuple[SecurityGroupRule, ...]]:
     if not group_ids:
         return {}
@@ -256,6 +282,15 @@ def _security_groups(g: _Gatherer, group_ids: List[str]) -> Dict[str, Tuple[Secu
     raw = g.call("DescribeSecurityGroups", lambda: g.paged(
         "describe_security_groups", "SecurityGroups", Filters=[{"Name": "group-id", "Values": group_ids}]))
     return {str(sg["GroupId"]): parse_security_group(sg) for sg in raw or ()}
+
+
+def _network_acls(g: _Gatherer, subnet_ids: List[str]) -> Dict[str, NaclView]:
+    """The NACLs of the instance's subnet and the endpoints' subnets (subnet id -> NACL)."""
+    if not subnet_ids:
+        return {}
+    raw = g.call("DescribeNetworkAcls", lambda: g.paged(
+        "describe_network_acls", "NetworkAcls", Filters=[{"Name": "association.subnet-id", "Values": subnet_ids}]))
+    return parse_acls(raw or ())
 
 
 def gather(ctx: Context, ec2: Any, vpc_id: str, region: str) -> Ec2View:
@@ -272,9 +307,12 @@ def gather(ctx: Context, ec2: Any, vpc_id: str, region: str) -> Ec2View:
         endpoints = tuple(parse_endpoint(e, enis) for e in raw_eps)
         rtb_id, routes = _route_table(g, vpc_id, facts.subnet_id)
         pl_id, pl_cidrs = _s3_prefix_list(g, region, endpoints)
+        ddb_pl_id, ddb_pl_cidrs = dynamodb_prefix_list(g, region, endpoints)
         sg_ids = list(dict.fromkeys(list(facts.security_group_ids)
                                     + [s for e in endpoints for s in e.security_group_ids]))
         rules = _security_groups(g, sg_ids)
+        acls = _network_acls(g, list(dict.fromkeys(
+            ([facts.subnet_id] if facts.subnet_id else []) + [s for e in endpoints for s in e.subnet_ids])))
     except _Fatal as exc:
         return Ec2View(available=False, reason=str(exc), vpc_id=vpc_id, errors=dict(g.errors))
     if g.calls and len([k for k in g.errors if not g.errors[k].startswith("not called")]) >= g.calls:
@@ -284,7 +322,8 @@ def gather(ctx: Context, ec2: Any, vpc_id: str, region: str) -> Ec2View:
         available=True, vpc_id=vpc_id, enable_dns_support=dns_support, enable_dns_hostnames=dns_hostnames,
         endpoints=endpoints, route_table_id=rtb_id, routes=routes, s3_prefix_list_id=pl_id,
         s3_prefix_list_cidrs=pl_cidrs, instance_sg_ids=tuple(facts.security_group_ids),
-        security_group_rules=rules, errors=dict(g.errors))
+        dynamodb_prefix_list_id=ddb_pl_id, dynamodb_prefix_list_cidrs=ddb_pl_cidrs,
+        security_group_rules=rules, errors=dict(g.errors), network_acls=acls)
 
 
 # --- the check --------------------------------------------------------------------------------------
@@ -306,6 +345,7 @@ def view_evidence(view: Ec2View) -> Dict[str, Any]:
         "routes": [{"destination": r.destination, "target": r.target, "state": r.state} for r in view.routes],
         "s3_prefix_list_id": view.s3_prefix_list_id,
         "s3_prefix_list_cidrs": list(view.s3_prefix_list_cidrs),
+        "dynamodb_prefix_list_id": view.dynamodb_prefix_list_id,
         "instance_sg_ids": list(view.instance_sg_ids),
         "errors": dict(view.errors),
     }
@@ -357,6 +397,10 @@ def run(ctx: Context) -> Outcome:
         try:
             from . import awsclient
 
+            silent = _no_tcp_answer(ctx, region)
+            if silent is not None:  # what botocore would meet, without building the client first
+                box["error_text"], box["endpoint_url"] = silent
+                return
             ec2 = awsclient.client(ctx, "ec2", connect_timeout=CONNECT_TIMEOUT_S,
                                    read_timeout=ctx.settings.api_timeout_s)
             box["endpoint_url"] = ec2.meta.endpoint_url
@@ -370,10 +414,58 @@ def run(ctx: Context) -> Outcome:
     if not job.done():
         return _unavailable(f"no complete answer within {wait:.1f} s (name resolution or the API hangs)",
                             start, vpc_id=vpc_id, endpoint_url=box.get("endpoint_url"))
+    if "error_text" in box:
+        return _unavailable(box["error_text"], start, vpc_id=vpc_id, endpoint_url=box["endpoint_url"])
     if "error" in box:  # client creation failed (NoRegionError, credentials…); our bugs re-raise
         reason, _ = error_text(box["error"])
         return _unavailable(reason, start, vpc_id=vpc_id)
     return _report(box["view"], start, {"endpoint_url": box["endpoint_url"]})
+
+
+def _no_tcp_answer(ctx: Context, region: str) -> Optional[Tuple[str, str]]:
+    """(reason, url) when the EC2 API's address does not answer a TCP connect within
+    CONNECT_TIMEOUT_S — the usual case without an ec2 endpoint (the public address is dropped) —
+    else None. A client costs ~0.3 s of CPU (the ec2 model, credentials) before its first connect
+    would time out the same way; this dials what the client would dial (the system resolver, the
+    same host and port) and nothing else. Any other outcome, and every case where the client might
+    dial elsewhere (a proxy, configured endpoint URLs), is left to the client to meet and classify."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from botocore.utils import get_environ_proxies
+
+    from . import awsclient
+    from .hostnames import service_hostname
+
+    if ctx.settings.use_configured_endpoint_urls:
+        return None
+    url = awsclient.endpoint_url("ec2") or f"https://{service_hostname('ec2', region, ctx.settings.fips)}"
+    if get_environ_proxies(url):
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # The system resolver has no timeout of ours: a name that does not resolve in time is left
+        # to the client too (which meets it after building, or fails earlier, e.g. on credentials).
+        lookup = workers.run(socket.getaddrinfo, parts.hostname, port, 0, socket.SOCK_STREAM)
+        infos = lookup.result(timeout=CONNECT_TIMEOUT_S)
+    except (OSError, ValueError, futures.TimeoutError):
+        return None
+    for family, kind, proto, _, address in infos:  # as urllib3's create_connection: each in turn
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        try:
+            sock.connect(address)
+            return None  # it answers: the client goes ahead
+        except socket.timeout:
+            continue
+        except OSError:
+            return None
+        finally:
+            sock.close()
+    if not infos:
+        return None
+    return f"no TCP connection to {url.rstrip('/')}/ within the connect timeout", url
 
 
 def _disabled(ctx: Context) -> Outcome:

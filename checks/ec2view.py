@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
+from .nacls import NaclView
+
 
 @dataclass(frozen=True)
 class SecurityGroupRule:
@@ -42,6 +44,7 @@ class EndpointView:
     eni_ids: Tuple[str, ...] = ()
     eni_ips: Tuple[str, ...] = ()  # private IPs of eni_ids (DescribeNetworkInterfaces)
     eni_azs: Mapping[str, str] = field(default_factory=dict)  # ip -> AZ
+    eni_subnets: Mapping[str, str] = field(default_factory=dict)  # ip -> subnet id
     security_group_ids: Tuple[str, ...] = ()
     route_table_ids: Tuple[str, ...] = ()
     dns_names: Tuple[str, ...] = ()  # DnsEntries, regional first
@@ -78,9 +81,12 @@ class Ec2View:
     routes: Tuple[Route, ...] = ()
     s3_prefix_list_id: Optional[str] = None
     s3_prefix_list_cidrs: Tuple[str, ...] = ()
+    dynamodb_prefix_list_id: Optional[str] = None  # com.amazonaws.<region>.dynamodb (checks.dynamodb)
+    dynamodb_prefix_list_cidrs: Tuple[str, ...] = ()
     instance_sg_ids: Tuple[str, ...] = ()
     security_group_rules: Mapping[str, Tuple[SecurityGroupRule, ...]] = field(default_factory=dict)
     errors: Mapping[str, str] = field(default_factory=dict)  # per API call that failed (partial view)
+    network_acls: Mapping[str, NaclView] = field(default_factory=dict)  # subnet id -> its NACL (checks.nacls)
 
     def endpoint_for(self, service: str, type_: str = "Interface") -> Optional[EndpointView]:
         """The endpoint of this VPC for a short service name ("ssm"), preferring an available one."""

@@ -14,14 +14,17 @@ import ipaddress
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import workers
+from . import tlsprobe, workers
 from .causes import explain
-from .dnsquery import query_a
+from . import ipv6
+from .dnsshadow import dns_attributes_first, nxdomain_cause, public_record_cause
 from .ec2view import Ec2View, EndpointView, SecurityGroupRule
 from .hostnames import service_hostname
 from .model import Check, Context, Facts, Finding, Outcome, Settings, Status, outcome
 from .net import TcpResult, TlsResult, ca_bundle_from, tcp_connect, tls_context, tls_handshake
-from .resolver import address_kind
+from .public_path import blocked_eni, public_data, public_reach
+from .reach_causes import nacl_cause, partial_cause
+from .resolver import address_kind, query_timeout
 
 PORT = 443  # every interface endpoint serves HTTPS on 443
 
@@ -66,6 +69,11 @@ def _public_cause(view: Ec2View, service: str, facts: Facts, params: Dict[str, A
         code = "dns_hostnames_disabled" if view.enable_dns_hostnames is False else "private_dns_not_effective"
         return explain(code, **params)
     ep = view.endpoint_for(service)
+    off = [a for a, v in (("enableDnsSupport", view.enable_dns_support),
+                          ("enableDnsHostnames", view.enable_dns_hostnames)) if v is False]
+    if off and (ep is None or not ep.private_dns_enabled):
+        # AWS refuses Private DNS (create or modify) while a VPC DNS attribute is false: that step first.
+        return dns_attributes_first(off, ep, service, facts, params)
     if ep is None:
         return explain("endpoint_missing", subnet_id=facts.subnet_id, **params)
     params = dict(params, endpoint_id=ep.id)
@@ -81,14 +89,14 @@ def _public_cause(view: Ec2View, service: str, facts: Facts, params: Dict[str, A
 
 
 def run_dns(ctx: Context, service: str) -> Outcome:
-    facts, settings = ctx.facts, ctx.settings
+    facts = ctx.facts
     fid = f"dns.{service}"
     host = _host(ctx, service)
     networks = facts.networks()
     server = ctx.data("resolver")["server"]
     view = _view(ctx)
-    timeout = ctx.budget(settings.dns_timeout_s)
-    ans = query_a(host, server, timeout)
+    timeout = query_timeout(ctx)  # longer when the resolver check measured a slow resolver
+    ans = ipv6.query_service(facts, host, server, timeout)  # AAAA on an IPv6-only instance, else A
     kinds = {ip: address_kind(ip, networks) for ip in ans.addresses}
     evidence: Dict[str, Any] = dict(ans.to_evidence(), resolver=server, address_kinds=kinds,
                                     vpc_cidrs=[str(n) for n in networks])
@@ -105,23 +113,38 @@ def run_dns(ctx: Context, service: str) -> Outcome:
         return critical(f"{server} did not answer for {host} ({ans.error})",
                         explain("dns_timeout", timeout_s=round(timeout, 2), **params))
     if ans.outcome == "nxdomain":
-        zone = host.split(".", 1)[1] if "." in host else host
+        # The siblings' answers say which zone shadows the name (dnsshadow).
         return critical(f"{host} does not exist according to {server} (NXDOMAIN)",
-                        explain("dns_nxdomain", zone=zone, **params))
+                        nxdomain_cause(ctx, host, server, timeout, params, evidence))
+    if ans.outcome == "nodata" and facts.ipv6_only:  # no AAAA: an IPv4-only endpoint?
+        ep = view.endpoint_for(service) if _endpoints_known(view) else None
+        v4only = ipv6.ipv4_only_cause(facts, host, server, timeout, params, ep.id if ep else None, evidence)
+        if v4only is not None:
+            return critical(f"{host} has no IPv6 address (AAAA) and this subnet is IPv6-only", v4only)
     if ans.outcome != "answer":  # nodata, or an error rcode
         rcode = ans.rcode or ans.outcome
         return critical(f"{server} gives no address for {host} ({rcode})",
                         explain("dns_no_answer", rcode=rcode, **params))
 
     answers = list(ans.addresses)
+    ep6 = view.endpoint_for(service) if facts.ipv6_only and _endpoints_known(view) else None
+    dns64 = ipv6.dns64_cause(facts, answers, params, ep6.id if ep6 else None, evidence)  # IPv4-only behind DNS64
+    if dns64 is not None:
+        return critical(f"{host} has only DNS64-synthesized IPv6 answers ({_join(answers)}): the endpoint is IPv4-only",
+                        dns64)
     public = [ip for ip in answers if kinds[ip] == "public"]
     data = {"host": host, "answers": answers, "ttl": ans.ttl, "resolver": server}
     if all(kinds[ip] == "vpc" for ip in answers):
         return outcome(Finding(fid, Status.OK, f"Private DNS works: {host} -> {_join(answers)} (inside the VPC CIDRs, "
                                                f"TTL {ans.ttl})", evidence=evidence), data=data)
     if len(public) == len(answers):
-        return critical(f"{host} resolves to public addresses {_join(answers)}: Private DNS is not in effect",
-                        _public_cause(view, service, facts, params))
+        # reach.<svc> still dials them: over a NAT/IGW, or through an /etc/hosts pin, the service works
+        cause = _public_cause(view, service, facts, params)
+        if cause["cause_code"] == "private_dns_not_effective":  # the view cannot tell: do the siblings?
+            cause = public_record_cause(ctx, host, server, timeout, params, evidence) or cause
+        return outcome(Finding(fid, Status.CRITICAL, f"{host} resolves to public addresses {_join(answers)}: "
+                               "Private DNS is not in effect", evidence=evidence, **cause),
+                       data=public_data(host, answers, ans.ttl, server, cause))
     if public:
         return critical(f"{host} resolves to private and public addresses {_join(answers)}",
                         explain("dns_mixed_answers", **params))
@@ -139,6 +162,8 @@ def run_dns(ctx: Context, service: str) -> Outcome:
 def run_eni(ctx: Context, service: str) -> Outcome:
     fid = f"eni.{service}"
     dns = ctx.data(f"dns.{service}")
+    if dns.get("public"):
+        return blocked_eni(service, dns)
     host, answers = dns["host"], list(dns["answers"])
     networks = ctx.facts.networks()
     in_vpc = [ip for ip in answers if address_kind(ip, networks) == "vpc"]
@@ -166,6 +191,9 @@ def run_eni(ctx: Context, service: str) -> Outcome:
             data=None)
     if not ep.eni_ips:
         return unconfirmed(f"the ENI addresses of {ep.id} are unknown")
+    gap = ipv6.family_gap(answers, ep.eni_ips)
+    if gap:
+        return unconfirmed(gap)
     evidence: Dict[str, Any] = {"endpoint_id": ep.id, "eni_ids": list(ep.eni_ids), "eni_ips": list(ep.eni_ips),
                                 "answers": answers, "state": ep.state}
     foreign = [ip for ip in answers if ip not in ep.eni_ips]
@@ -227,9 +255,10 @@ def _sg_causes(view: Ec2View, ep: Optional[EndpointView], ip: str, facts: Facts)
         found.append(("instance_sg_no_outbound_443", {"sg_ids": _join(instance_sgs), "sg_id": instance_sgs[0],
                                                       "vpc_cidr": facts.vpc_cidr}))
     in_rules = _rules(view, endpoint_sgs)
-    if in_rules is not None and not any(_admits(r, "inbound", facts.local_ipv4, instance_sgs) for r in in_rules):
-        found.append(("endpoint_sg_no_inbound_443", {"sg_ids": _join(endpoint_sgs), "sg_id": endpoint_sgs[0],
-                                                     "subnet_cidr": facts.subnet_cidr}))
+    source = ipv6.source_for(ip, facts)  # the instance's address of ip's family (IPv6 ENIs: its IPv6)
+    if in_rules is not None and not any(_admits(r, "inbound", source, instance_sgs) for r in in_rules):
+        found.append(ipv6.endpoint_sg_cause(ip, facts, {"sg_ids": _join(endpoint_sgs), "sg_id": endpoint_sgs[0],
+                                                        "subnet_cidr": facts.subnet_cidr}))
     return found
 
 
@@ -237,7 +266,11 @@ def _probe(ip: str, host: str, tls_ctx: Any, ctx: Context) -> Tuple[TcpResult, O
     tcp, sock = tcp_connect(ip, PORT, ctx.budget(ctx.settings.connect_timeout_s))
     if sock is None:
         return tcp, None
-    return tcp, tls_handshake(sock, host, tls_ctx, ctx.budget(ctx.settings.tls_timeout_s))
+    tls = tls_handshake(sock, host, tls_ctx, ctx.budget(ctx.settings.tls_timeout_s))
+    if not tls.ok:  # only a failure pays for a second look (who issued it; does a small MSS pass)
+        tls = tlsprobe.diagnose(ip, PORT, host, tls, tls_ctx, ctx.budget, ctx.settings.connect_timeout_s,
+                                ctx.settings.tls_timeout_s, ca_bundle_from(ctx.settings.ca_bundle))
+    return tcp, tls
 
 
 def _ip_cause(tcp: TcpResult, tls: Optional[TlsResult], host: str, az: Optional[str], view: Ec2View,
@@ -247,14 +280,18 @@ def _ip_cause(tcp: TcpResult, tls: Optional[TlsResult], host: str, az: Optional[
     base: Dict[str, Any] = {"ip": f"{tcp.ip} ({az})" if az else tcp.ip, "host": host}
     if tcp.outcome == "timeout":
         sg = _sg_causes(view, ep, tcp.ip, facts)
-        if sg:
-            code, params = sg[0]
-            return code, dict(base, **params), {"also": [c for c, _ in sg[1:]]}
+        nacl = nacl_cause(view, ep, tcp.ip, facts)
+        proven = sg + ([nacl] if nacl else [])
+        if proven:
+            code, params = proven[0]
+            return code, dict(base, **params), {"also": [c for c, _ in proven[1:]]}
         return "tcp_timeout", base, {}
     if tcp.outcome == "refused":
         return "tcp_refused", base, {}
     if tcp.outcome != "connected":
         return "tcp_unreachable", dict(base, error=tcp.error), {}
+    if tls is not None and tls.cause:  # checks.tlsprobe proved a sharper cause
+        return tls.cause, dict(base, **tls.cause_params), {}
     return "tls_failed", dict(base, error=tls.error if tls else "no TLS result"), {}
 
 
@@ -266,6 +303,8 @@ def run_reach(ctx: Context, service: str) -> Outcome:
     ep = view.endpoint_for(service) if _endpoints_known(view) else None
     azs = dict(ep.eni_azs) if ep else {}
     tls_ctx = tls_context(ca_bundle_from(ctx.settings.ca_bundle))
+    if dns.get("public"):
+        return public_reach(ctx, service, dns, lambda ip: _probe(ip, host, tls_ctx, ctx))
     # Every ENI at once: one per AZ, and a blocked one costs a whole connect timeout.
     results = workers.map_all(lambda ip: _probe(ip, host, tls_ctx, ctx), ips)
 
@@ -302,8 +341,7 @@ def run_reach(ctx: Context, service: str) -> Outcome:
         summary = Finding(fid, Status.WARNING,
                           f"{len(bad_ips)} of {len(ips)} endpoint addresses of {service} fail ({_join(bad_ips)})",
                           evidence=summary_ev,
-                          **explain("az_unreachable", service=service, bad_count=len(bad_ips), total=len(ips),
-                                    bad_ips=_join(bad_ips)))
+                          **partial_cause(service, ips, ok_ips, failures, ctx.facts, view, ep))
         return Outcome((summary, *per_ip), {"ok_ips": ok_ips, "host": host})
     # All fail: the summary carries the per-IP cause (the most common one; ties keep answer order).
     codes = [code for _, code, _ in failures]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import ssl as ssl_module
 from typing import Any, List, Optional
 
 _REPR = re.compile(r"<[A-Za-z_][\w.]*(?:\([^<>]*\))? (?:object )?at 0x[0-9a-fA-F]+>")
@@ -48,7 +49,8 @@ def errno_words(exc: BaseException) -> Optional[str]:
     """"Connection refused (errno ECONNREFUSED)" from anywhere in the exception's chain or text."""
     chain = _chain(exc)
     for cur in chain:
-        code = getattr(cur, "errno", None) if isinstance(cur, BaseException) else None
+        # ssl.SSLError's errno is the library's own code (1 = a verification failure), not an OS errno
+        code = getattr(cur, "errno", None) if isinstance(cur, BaseException) and not isinstance(cur, ssl_module.SSLError) else None
         if isinstance(code, int) and code > 0:
             return f"{os.strerror(code)} (errno {errno.errorcode.get(code, code)})"
     for cur in chain:

@@ -106,6 +106,11 @@ class Facts:
     public_ipv4: Optional[str] = None
     instance_profile_arn: Optional[str] = None
     security_group_ids: Tuple[str, ...] = ()
+    # IPv6 (checks/ipv6.py): the primary ENI's addresses and the CIDRs IMDS gives; () = no IPv6.
+    ipv6s: Tuple[str, ...] = ()
+    vpc_ipv6_cidrs: Tuple[str, ...] = ()
+    subnet_ipv6_cidrs: Tuple[str, ...] = ()
+    imds_endpoint: Optional[str] = None  # the IMDS URL that answered (IPv6 after an IPv4 failure)
     # The role credentials IMDS hands out (agent/imds.role_credentials): a summary, never the keys.
     credentials: Mapping[str, Any] = field(default_factory=dict)
     imds_state: str = "skipped"
@@ -124,7 +129,13 @@ class Facts:
         cidrs = self.vpc_cidrs or ((self.vpc_cidr,) if self.vpc_cidr else ())
         if not cidrs:
             raise MissingFact("vpc_cidrs")
-        return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)  # type: ignore[misc]
+        v6 = tuple(ipaddress.ip_network(c, strict=False) for c in self.vpc_ipv6_cidrs)  # AAAA answers too
+        return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs) + v6  # type: ignore[misc,return-value]
+
+    @property
+    def ipv6_only(self) -> bool:
+        """IPv6 addresses and no IPv4 on the ENI: an IPv6-only subnet (Nitro)."""
+        return bool(self.ipv6s) and not self.local_ipv4
 
     def to_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {}
@@ -153,10 +164,13 @@ class Settings:
     tls_timeout_s: float = 3.0
     api_timeout_s: float = 3.0
     egress_targets: Tuple[Target, ...] = (Target("google.com", 443),)
-    egress_timeout_s: float = 3.0
+    egress_timeout_s: float = 1.0  # one SYN's wait: Linux retransmits it at 1 s (TCP_TIMEOUT_INIT)
     s3_bucket: Optional[str] = None
     s3_key: Optional[str] = None
     s3_get_object: bool = False
+    # config dynamodb: (checks/dynamodb.py): None = not configured (checked only when the EC2 view shows a
+    # DynamoDB gateway endpoint); "" = configured without a table (ListTables); else the table's name or ARN.
+    dynamodb_table: Optional[str] = None
     ca_bundle: Optional[str] = None  # extra CA bundle; AWS_CA_BUNDLE is honoured too
     check_ssm_agent: bool = True
     check_ec2_api: bool = True

@@ -5,8 +5,9 @@ import errno
 import os
 import socket
 import ssl
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Dict, Mapping, Optional
 
@@ -36,18 +37,33 @@ class TlsResult:
     issuer: Optional[str] = None
     error: Optional[str] = None
     verify_error: bool = False  # the certificate did not verify / match (vs a protocol failure)
+    verify_code: Optional[int] = None  # OpenSSL's X509_V_ERR_* when verify_error
+    timed_out: bool = False  # connected, but no complete TLS answer in time (a stall)
+    # Set by checks.tlsprobe after a failure: the sharper cause, its explain() params, what it saw.
+    cause: Optional[str] = None
+    cause_params: Mapping[str, Any] = field(default_factory=dict)
+    diagnosis: Mapping[str, Any] = field(default_factory=dict)
 
     def to_evidence(self) -> Dict[str, Any]:
         return {"tls": "ok" if self.ok else "failed", "tls_ms": round(self.handshake_s * 1000, 1),
                 "tls_version": self.version, "cert_subject": self.subject, "cert_issuer": self.issuer,
-                "tls_error": self.error}
+                "tls_error": self.error, **dict(self.diagnosis)}
 
 
-def tcp_connect(ip: str, port: int, timeout_s: float) -> "tuple[TcpResult, Optional[socket.socket]]":
-    """Connect once; returns the result and, when connected, the open socket (caller closes)."""
+def tcp_connect(ip: str, port: int, timeout_s: float,
+                mss: Optional[int] = None) -> "tuple[TcpResult, Optional[socket.socket]]":
+    """Connect once; returns the result and, when connected, the open socket (caller closes).
+    ``mss``: advertise this MSS in the SYN (TCP_MAXSEG before connect), so the peer sends segments
+    no bigger than that whatever the link MTU says (checks.tlsprobe's path-MTU test)."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
+    if mss is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        except OSError:
+            sock.close()
+            raise
     start = time.monotonic()
     try:
         sock.connect((ip, port))
@@ -73,7 +89,11 @@ def tls_context(ca_bundle: Optional[str]) -> ssl.SSLContext:
         stamp = os.stat(ca_bundle).st_mtime_ns if ca_bundle else None
     except OSError:
         stamp = None  # let load_verify_locations report the missing file
-    return _tls_context(ca_bundle, stamp)
+    with _tls_context_lock:  # the reach checks of every service ask at once: build it once, not N times
+        return _tls_context(ca_bundle, stamp)
+
+
+_tls_context_lock = threading.Lock()
 
 
 @lru_cache(maxsize=8)
@@ -102,11 +122,35 @@ def tls_handshake(sock: socket.socket, hostname: str, ctx: ssl.SSLContext, timeo
                              _name(cert.get("issuer", ())))
     except ssl.SSLCertVerificationError as exc:
         return TlsResult(False, time.monotonic() - start, error=f"certificate: {exc.verify_message or exc}",
-                         verify_error=True)
+                         verify_error=True, verify_code=exc.verify_code)
     except socket.timeout:
-        return TlsResult(False, time.monotonic() - start, error=f"no TLS answer within {timeout_s:g} s")
+        return TlsResult(False, time.monotonic() - start, error=f"no TLS answer within {timeout_s:g} s",
+                         timed_out=True)
     except (ssl.SSLError, OSError) as exc:
         return TlsResult(False, time.monotonic() - start, error=f"{exc.__class__.__name__}: {exc}")
+    finally:
+        sock.close()
+
+
+@lru_cache(maxsize=1)
+def _unverified_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def peer_certificate(sock: socket.socket, hostname: str, timeout_s: float) -> "tuple[Optional[bytes], Optional[str]]":
+    """(the peer's leaf certificate as DER, error): a handshake that trusts nothing and checks nothing,
+    only to read who issued what the peer presents. Nothing is sent after the handshake; closes sock."""
+    sock.settimeout(timeout_s)
+    try:
+        with _unverified_context().wrap_socket(sock, server_hostname=hostname) as tls:
+            return tls.getpeercert(binary_form=True), None
+    except socket.timeout:
+        return None, f"no TLS answer within {timeout_s:g} s"
+    except (ssl.SSLError, OSError) as exc:
+        return None, f"{exc.__class__.__name__}: {exc}"
     finally:
         sock.close()
 

@@ -16,12 +16,18 @@ through :func:`redact` (strings) or :func:`redact_value` (nested evidence). What
 
 It is deliberately conservative about ordinary words: ``token: 403`` in a sentence is kept; only
 the key names above, spelled as AWS spells them, mark a value as secret.
+
+The same pass escapes terminal controls (checks/textsafe.py: ESC, CR, C1, bidi overrides) so that
+nothing an answer carries reaches a terminal raw; newline and tab stay (multi-line text such as a
+traceback, or a whole rendering, passes here too). One-line fields escape those as well (Report).
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 from typing import Any, Mapping
+
+from .textsafe import escape_controls
 
 MASK = "<redacted>"
 
@@ -67,7 +73,7 @@ def _redact_cached(text: str) -> str:
     if _RUN_GATE.search(text):
         text = _KEY_ID.sub(MASK, text)
         text = _BASE64_RUN.sub(_random_looking, text)
-    return text
+    return escape_controls(text, multiline=True)
 
 
 def redact(text: str) -> str:

@@ -11,16 +11,23 @@ with the Amazon resolver's answers for every service hostname and S3's regional 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import workers
 from .causes import explain
-from .dnsquery import DnsAnswer, query_a
+from .dhcpdns import custom_dns_cause
+from .dnsquery import DnsAnswer, Exchange, query_a, wait_any
 from .hostnames import service_hostname
 from .model import Check, Context, Facts, Finding, Outcome, Settings, Status, outcome, worst
 
 FALLBACK_RESOLVER = "169.254.169.253"  # the Amazon resolver's link-local address (AWS-FACTS "DNS")
 SLOW_S = 1.0  # a resolver answering slower than this stalls every client lookup noticeably
+# How long the resolver check listens for a late reply before it calls the resolver silent: glibc's
+# default per-try timeout (RES_TIMEOUT, 5 s). A reply later than that helps almost no client.
+LATE_WAIT_S = 5.0
+SLOW_MARGIN = 1.5  # dependents of a slow resolver wait this many times its measured latency
+GLIBC_TIMEOUT_S, GLIBC_ATTEMPTS = 5.0, 2  # resolv.conf's defaults (resolv.h RES_TIMEOUT, RES_DFLRETRY)
 HOSTS_PATH = "/etc/hosts"
 RESOLV_CONF_PATH = "/etc/resolv.conf"
 GLIBC_DEFAULT_NAMESERVER = "127.0.0.1"  # what glibc uses when resolv.conf names none
@@ -69,6 +76,9 @@ def checked_hostnames(settings: Settings, region: str) -> List[str]:
 
 def candidates(facts: Facts, settings: Settings) -> List[str]:
     """Where to ask, in order: the configured resolver or primary CIDR base + 2, then 169.254.169.253."""
+    if facts.ipv6_only:  # no IPv4 address here: only fd00:ec2::253 can answer (checks/ipv6.py)
+        from .ipv6 import resolver_candidates
+        return resolver_candidates(facts, settings.resolver)
     first = settings.resolver or resolver_base2(facts.require("vpc_cidr"))
     return list(dict.fromkeys([first, FALLBACK_RESOLVER]))
 
@@ -77,33 +87,74 @@ def run_resolver(ctx: Context) -> Outcome:
     settings, facts = ctx.settings, ctx.facts
     servers = candidates(facts, settings)
     host = service_hostname(settings.services[0], region_or_standin(facts), settings.fips)
-    tried: List[DnsAnswer] = []
-    for server in servers:
-        ans = query_a(host, server, ctx.budget(settings.dns_timeout_s))
-        tried.append(ans)
-        if ans.outcome not in ("timeout", "unreachable"):
-            break  # it answered (even an error rcode is an answer from this server)
-    last = tried[-1]
+    per_query = settings.dns_timeout_s
+    exchanges = [Exchange(host, servers[0])]
+    try:
+        answered = wait_any(exchanges, exchanges[0].start + ctx.budget(per_query))
+        if answered is None:
+            # The primary address is silent for now: ask the fallback, and keep listening to the
+            # primary meanwhile (its reply may just be late).
+            exchanges += [Exchange(host, s) for s in servers[1:]]
+            answered = wait_any(exchanges, exchanges[-1].start + ctx.budget(per_query))
+        if answered is None:
+            # Still nothing: a slow resolver is not a switched-off one. Listen on, up to glibc's
+            # default per-try timeout from the first query, for a late reply to any question asked.
+            late_until = exchanges[0].start + max(LATE_WAIT_S, per_query)
+            answered = wait_any(exchanges, min(late_until, time.monotonic() + max(0.0, ctx.remaining() - 0.2)))
+        tried = [ex.answer or ex.timed_out(time.monotonic() - ex.start) for ex in exchanges]
+    finally:
+        for ex in exchanges:
+            ex.close()
+    last = answered.answer if answered is not None and answered.answer is not None else tried[-1]
     evidence: Dict[str, Any] = {
         "server": last.server, "host": host, "outcome": last.outcome, "rcode": last.rcode,
         "answers": list(last.addresses), "ttl": last.ttl, "latency_ms": _ms(last.latency_s),
+        "query_timeout_s": per_query,
         "tried": [{"server": a.server, "outcome": a.outcome, "latency_ms": _ms(a.latency_s), "error": a.error}
                   for a in tried],
     }
-    if last.outcome in ("timeout", "unreachable"):
+    if answered is None:
         names = " and ".join(a.server for a in tried)
+        waited = _ms(max(a.latency_s for a in tried) if tried else 0.0)
+        evidence["waited_ms"] = waited
         return outcome(Finding(
             "resolver", Status.CRITICAL,
-            f"The Amazon resolver does not answer ({'; '.join(f'{a.server}: {a.error}' for a in tried)})",
+            f"The Amazon resolver does not answer ({'; '.join(f'{a.server}: {_silent(a)}' for a in tried)}; "
+            f"no late reply within {waited:g} ms)",
             evidence=evidence, **explain("resolver_unreachable", resolver=names, vpc_id=facts.vpc_id)))
-    fell_back = len(tried) > 1
-    note = (f" (after {tried[0].server} gave no answer: {tried[0].outcome})" if fell_back else "")
-    data = {"server": last.server}
+    # A server asked before the one that answered and silent (not one asked later and still pending).
+    order = [a.server for a in tried]
+    silent_first = [a for a in tried[:order.index(last.server)] if a.outcome in ("timeout", "unreachable")]
+    note = (f" (after {silent_first[0].server} gave no answer: {silent_first[0].outcome})" if silent_first else "")
+    data: Dict[str, Any] = {"server": last.server}
     if last.outcome == "error":
         # The server is reachable, so dependents still run and name the per-service effect.
         return outcome(Finding(
             "resolver", Status.CRITICAL, f"The Amazon resolver {last.server} answered {last.rcode} for {host}{note}",
             evidence=evidence, **explain("resolver_error", resolver=last.server, rcode=last.rcode)), data=data)
+    if last.latency_s > per_query:
+        # It answers, only later than one query waits: the dependents wait longer (query_timeout).
+        data["query_timeout_s"] = round(last.latency_s * SLOW_MARGIN, 3)
+        timeout, attempts = read_resolv_options(RESOLV_CONF_PATH)
+        evidence.update(resolv_conf_timeout_s=timeout, resolv_conf_attempts=attempts)
+        # Past resolv.conf's timeout the SSM agent never resolves: Go's resolver asks each try on a fresh
+        # socket, so the late reply to an earlier try is lost (glibc keeps its socket and takes it on a retry).
+        beyond = last.latency_s > timeout
+        clients = (f"longer than the timeout:{timeout:g} that {RESOLV_CONF_PATH} gives programs here: the SSM agent "
+                   f"(Go's resolver, a fresh socket per try) never gets the answer, glibc programs only on a retry"
+                   if beyond else
+                   f"within the timeout:{timeout:g} that {RESOLV_CONF_PATH} gives programs here, which wait that long "
+                   f"for every lookup")
+        if beyond:  # resolver.system names the effect on programs here (the SSM agent's path)
+            data["slow_for_clients"] = {"latency_ms": _ms(last.latency_s), "resolv_conf_timeout_s": timeout,
+                                        "clients": clients}
+        return outcome(Finding(
+            "resolver", Status.CRITICAL if beyond else Status.WARNING,
+            f"The Amazon resolver {last.server} answers slowly: {host} after {_ms(last.latency_s)} ms, longer than "
+            f"the {per_query:g} s a query waits{note}",
+            evidence=evidence,
+            **explain("resolver_slow_beyond_timeout", resolver=last.server, latency_ms=_ms(last.latency_s),
+                      timeout_s=f"{per_query:g}", clients=clients)), data=data)
     if last.latency_s > SLOW_S:
         return outcome(Finding(
             "resolver", Status.WARNING,
@@ -116,6 +167,42 @@ def run_resolver(ctx: Context) -> Outcome:
         "resolver", Status.OK,
         f"The Amazon resolver {last.server} answers ({host} -> {what}, {_ms(last.latency_s)} ms){note}",
         evidence=evidence), data=data)
+
+
+def query_timeout(ctx: Context) -> float:
+    """How long one query to the Amazon resolver may wait: the configured timeout, or longer when
+    the resolver check measured a slower answer (a slow resolver must not read as a silent one)."""
+    data = ctx.data("resolver")
+    measured = float(data.get("query_timeout_s") or 0.0) if isinstance(data, Mapping) else 0.0
+    if measured <= ctx.settings.dns_timeout_s:
+        return ctx.budget(ctx.settings.dns_timeout_s)
+    return ctx.budget(min(measured, max(ctx.settings.dns_timeout_s, ctx.remaining() - 0.2)))
+
+
+def _silent(a: DnsAnswer) -> str:
+    return a.error or a.outcome
+
+
+def read_resolv_options(path: str) -> Tuple[float, int]:
+    """glibc's per-try timeout and attempts from resolv.conf ``options`` (defaults 5 s and 2)."""
+    timeout, attempts = GLIBC_TIMEOUT_S, GLIBC_ATTEMPTS
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return timeout, attempts
+    for line in lines:
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if not fields or fields[0] != "options":
+            continue
+        for opt in fields[1:]:
+            name, _, value = opt.partition(":")
+            if name in ("timeout", "attempts") and value.isdigit():
+                if name == "timeout":
+                    timeout = float(min(int(value), 30))  # glibc caps RES_MAXRETRANS at 30
+                else:
+                    attempts = min(int(value), 5)  # and RES_MAXRETRY at 5
+    return timeout, attempts
 
 
 # --- resolver.system -----------------------------------------------------------------------------
@@ -200,10 +287,13 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
     amazon_addresses = {amazon_server, FALLBACK_RESOLVER}
     if facts.vpc_cidr:
         amazon_addresses.add(resolver_base2(facts.vpc_cidr))
+    slow = ctx.data("resolver").get("slow_for_clients")
+    if slow and all(ns in amazon_addresses for ns in nameservers):
+        return _slow_for_programs(ctx, slow, nameservers, hostnames, hosts_file, resolv_conf_path, amazon_server)
     # Asking the very server the resolver check uses again would only compare it with itself.
     asked = [ns for ns in nameservers if ns != amazon_server]
 
-    timeout = ctx.budget(settings.dns_timeout_s)
+    timeout = query_timeout(ctx)  # longer when the resolver check measured a slow resolver
     # The Amazon resolver's answer is only asked for where something else answers the same name
     # (another nameserver, an /etc/hosts line): with resolv.conf naming the Amazon resolver alone,
     # the usual case, there is nothing to compare, and dns.<service> asks it anyway.
@@ -258,7 +348,23 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
         "silent_nameservers": silent,
     }
     findings: List[Tuple[Status, Dict[str, Optional[str]], str]] = []
+    custom = _custom_public(diffs, amazon_addresses, networks)
+    for source, ds in custom.items():
+        # Not the Amazon resolver, and public where the Amazon resolver is private: it does not forward
+        # amazonaws.com to the VPC resolver; name the DHCP option set behind it (checks.dhcpdns).
+        ns = source.split(" ", 1)[1]
+        hosts = [d["host"] for d in ds]
+        got = sorted({a for d in ds for a in d["system_answers"]})
+        want = sorted({a for d in ds for a in d["amazon_answers"]})
+        cause = custom_dns_cause(ctx, ns, resolv_conf_path, hosts, got, want, amazon_server,
+                                 resolver_base2(facts.vpc_cidr) if facts.vpc_cidr else None, evidence)
+        findings.append((Status.CRITICAL, cause, f"nameserver {ns} (not the Amazon resolver) answers {len(hosts)} "
+                                                 f"endpoint names with public addresses ({hosts[0]} -> "
+                                                 f"{_show(ds[0]['system_answers'])}, the Amazon resolver: "
+                                                 f"{_show(ds[0]['amazon_answers'])})"))
     for d in diffs:
+        if d["source"] in custom:
+            continue
         got, want = _show(d["system_answers"]), _show(d["amazon_answers"])
         findings.append((Status[d["status"]],
                          explain("system_dns_differs", source=d["source"], host=d["host"], system_answers=got,
@@ -289,6 +395,41 @@ def run_system(ctx: Context, hosts_path: Optional[str] = None, resolv_conf_path:
                    data={"nameservers": nameservers, "differences": len(diffs), "misled_hosts": misled})
 
 
+def _slow_for_programs(ctx: Context, slow: Mapping[str, Any], nameservers: Sequence[str], hostnames: Sequence[str],
+                       hosts_file: Mapping[str, List[str]], path: str, amazon_server: str) -> Outcome:
+    """resolv.conf names only the Amazon resolver, which answers after the timeout resolv.conf gives
+    programs here: what they get is no answer in time (the SSM agent's lookups fail)."""
+    misled = [h for h in hostnames if h not in hosts_file]  # an /etc/hosts line still answers at once
+    evidence = {"resolv_conf": path, "nameservers": list(nameservers), "amazon_resolver": amazon_server,
+                "latency_ms": slow["latency_ms"], "resolv_conf_timeout_s": slow["resolv_conf_timeout_s"],
+                "names_without_answer_in_time": misled}
+    return outcome(Finding(
+        "resolver.system", Status.CRITICAL,
+        f"{path} names only the Amazon resolver ({', '.join(nameservers)}), which answers after "
+        f"{slow['latency_ms']} ms, past its timeout:{slow['resolv_conf_timeout_s']:g}: lookups by programs here "
+        f"(the SSM agent's included) time out", evidence=evidence,
+        **explain("resolver_slow_beyond_timeout", resolver=amazon_server, latency_ms=slow["latency_ms"],
+                  timeout_s=f"{ctx.settings.dns_timeout_s:g}", clients=slow["clients"])),
+        data={"nameservers": list(nameservers), "differences": 0, "misled_hosts": misled})
+
+
+def _custom_public(diffs: Sequence[Dict[str, Any]], amazon_addresses: Any,
+                   networks: Sequence[ipaddress.IPv4Network]) -> Dict[str, List[Dict[str, Any]]]:
+    """nameserver source -> its differences where it answers publicly and the Amazon resolver with
+    addresses inside the VPC (a nameserver that is not the Amazon resolver)."""
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for d in diffs:
+        source, system, amazon = d["source"], d["system_answers"], d["amazon_answers"]
+        if not source.startswith("nameserver ") or source.split(" ", 1)[1] in amazon_addresses:
+            continue
+        if not isinstance(system, list) or not system or not amazon:
+            continue
+        if all(address_kind(a, networks) == "public" for a in system) and \
+                all(address_kind(a, networks) == "vpc" for a in amazon):
+            out.setdefault(source, []).append(d)
+    return out
+
+
 def _show(answers: Any) -> str:
     """Addresses as "a, b"; an outcome such as "nxdomain" as is."""
     if isinstance(answers, (list, tuple)):
@@ -303,8 +444,9 @@ def _ms(seconds: float) -> float:
 def checks(settings: Settings) -> List[Check]:
     dns_wait = settings.dns_timeout_s
     return [
-        # two servers, one query each
-        Check("resolver", run_resolver, timeout_s=2 * dns_wait + 2.0),
+        # two servers, one query each, then a bounded wait for a late reply
+        Check("resolver", run_resolver, timeout_s=max(2 * dns_wait, LATE_WAIT_S) + 1.0),
         # all queries run concurrently, each bounded by dns_timeout_s
-        Check("resolver.system", run_system, needs=("resolver",), timeout_s=dns_wait + 3.0),
+        # ec2.api (wanted): the DHCP option set behind a custom nameserver, only when one misleads
+        Check("resolver.system", run_system, needs=("resolver",), wants=("ec2.api",), timeout_s=dns_wait + 4.0),
     ]

@@ -12,12 +12,15 @@ import ipaddress
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from . import ipv6
 from .causes import explain
 from .dnsquery import query_a
+from .dnsshadow import bucket_name_shadowed, nxdomain_cause
 from .ec2view import Ec2View
 from .hostnames import partition_name, service_hostname
 from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
-from .s3errors import S3Call, cidr_networks, client_error_cause, failure, inside, s3_gateway_route
+from .resolver import query_timeout
+from .s3errors import S3Call, cidr_networks, client_error_cause, failure, inside, route_missing, s3_gateway_route
 
 S3_DNS, S3_ROUTE, S3_API, S3_OBJECT = "s3.dns", "s3.route", "s3.api", "s3.object"
 GET_OBJECT_MAX_BYTES = 1 << 20  # read at most this much of the test object
@@ -61,11 +64,15 @@ def run_dns(ctx: Context) -> Outcome:
     host = service_hostname("s3", region, ctx.settings.fips)
     server, port = resolver_address(ctx)
     view: Ec2View = ctx.data("ec2.api")
-    timeout = ctx.budget(ctx.settings.dns_timeout_s)
+    timeout = query_timeout(ctx)  # longer when the resolver check measured a slow resolver
     ans = query_a(host, server, timeout, port=port)
     ev: Dict[str, Any] = ans.to_evidence()
     if ans.outcome != "answer":
         return outcome(_dns_failure(ctx, ans, host, server, timeout, view, ev, start))
+    shadowed = bucket_name_shadowed(ctx, host, server, timeout, port=port)  # <bucket>.<host> must resolve too
+    if shadowed is not None:
+        return outcome(Finding(S3_DNS, Status.CRITICAL, shadowed[0], evidence=dict(ev, **shadowed[1]),
+                               duration_s=time.monotonic() - start, **shadowed[2]))
     answers = list(ans.addresses)
     nets = vpc_networks(ctx.facts)
     private = [a for a in answers if inside(a, nets)]
@@ -115,7 +122,7 @@ def _dns_failure(ctx: Context, ans: Any, host: str, server: str, timeout: float,
         cause = explain("resolver_unreachable", resolver=server, vpc_id=vpc_id)
         summary = f"{host}: resolver {server} unreachable ({ans.error})"
     elif ans.outcome == "nxdomain":
-        cause = explain("dns_nxdomain", host=host, resolver=server, zone=host)
+        cause = nxdomain_cause(ctx, host, server, timeout, {"host": host, "resolver": server}, ev)
         summary = f"{host}: NXDOMAIN from {server}"
     elif ans.outcome == "nodata":
         cause = explain("dns_no_answer", resolver=server, host=host, rcode="NOERROR without A records")
@@ -162,8 +169,7 @@ def run_route(ctx: Context) -> Outcome:
     if gateway is not None:
         return done(Status.CRITICAL, f"route table {view.route_table_id} has no route for "
                     f"{view.s3_prefix_list_id or 'the S3 prefix list'} to {gateway.id}", ev,
-                    **explain("s3_route_missing", route_table_id=view.route_table_id,
-                              prefix_list_id=view.s3_prefix_list_id, endpoint_id=gateway.id))
+                    **route_missing(view, gateway))
     return done(Status.CRITICAL, f"no S3 gateway endpoint in {view.vpc_id}; route table {view.route_table_id} "
                 "has no S3 route", ev,
                 **explain("s3_no_gateway_route", ip=view.s3_prefix_list_id or "the S3 prefix list",
@@ -200,11 +206,26 @@ _PATH_PROVEN = frozenset({"s3_access_denied", "s3_access_denied_iam", "s3_access
                           "s3_access_denied_bucket_policy"})
 
 
+def _misled(ctx: Context, check_id: str, action: str) -> Optional[Outcome]:
+    """Don't call S3 when this instance's own resolver already fails its name (resolver.system: a
+    dead or too-slow nameserver, a pin elsewhere): botocore would fail the same way, and later."""
+    system = ctx.data("resolver.system")
+    host = service_hostname("s3", str(ctx.facts.region), ctx.settings.fips)
+    if not isinstance(system, Mapping) or host not in (system.get("misled_hosts") or ()):
+        return None
+    return outcome(Finding(check_id, Status.CRITICAL, f"{action} not tried: resolver.system fails {host} here",
+                           blocked_by="resolver.system",
+                           **explain("aws_call_blocked", action=action, blocker="resolver.system")))
+
+
 def run_api(ctx: Context) -> Outcome:
     """A real signed ListBuckets (what the reference lab does: ``aws s3 ls``). It proves the path:
     an AccessDenied answer proves it as well as a list does (S3 answered), so a role with only
     AmazonSSMManagedInstanceCore passes; the permission matters only for an object the user
     configured (s3.object), where a refusal is a finding of its own."""
+    blocked = _misled(ctx, S3_API, "ListBuckets") or ipv6.ipv4_only_s3(ctx, S3_API, "ListBuckets")
+    if blocked is not None:
+        return blocked
     start = time.monotonic()
     call = S3Call(ctx, "ListBuckets", "s3:ListAllMyBuckets", _arn(str(ctx.facts.require("region")), "*"))
     client = None
@@ -244,6 +265,10 @@ def _path_proven(call: S3Call, ev: Dict[str, Any], cause: Mapping[str, Any], dur
 def run_object(ctx: Context) -> Outcome:
     """HeadObject (and GetObject when asked) of the configured test object; HeadBucket when only
     the bucket is set. Redirects are not followed: a bucket in another region is the finding."""
+    blocked = (_misled(ctx, S3_OBJECT, "HeadObject" if ctx.settings.s3_key else "HeadBucket")
+               or ipv6.ipv4_only_s3(ctx, S3_OBJECT, "HeadObject" if ctx.settings.s3_key else "HeadBucket"))
+    if blocked is not None:
+        return blocked
     start = time.monotonic()
     s = ctx.settings
     region = str(ctx.facts.require("region"))
@@ -357,11 +382,12 @@ def checks(settings: Settings) -> List[Check]:
     out = [
         Check(S3_DNS, run_dns, needs=("resolver", "ec2.api"), timeout_s=settings.dns_timeout_s + 2.0),
         Check(S3_ROUTE, run_route, needs=("ec2.api",), timeout_s=2.0),
-        Check(S3_API, run_api, needs=(S3_DNS, "ec2.api"), timeout_s=api),
+        Check(S3_API, run_api, needs=(S3_DNS, "ec2.api"), wants=("resolver.system",), timeout_s=api),
     ]
     if settings.s3_bucket:
         # HEAD, then GetObject or a HeadBucket follow-up on 404.
-        out.append(Check(S3_OBJECT, run_object, needs=(S3_DNS, "ec2.api"), timeout_s=2 * api))
+        out.append(Check(S3_OBJECT, run_object, needs=(S3_DNS, "ec2.api"), wants=("resolver.system",),
+                         timeout_s=2 * api))
     else:
         out.append(Check(S3_OBJECT, _not_configured, timeout_s=1.0))
     return out

@@ -3,26 +3,20 @@ clause), a bucket in another region, a clock S3 refuses, and — when S3 did not
 the evidence blames (the gateway route, the instance security group, or a drop elsewhere)."""
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .causes import explain
 from .denials import classify
+from .dialled import Dialled, failed_host, resolve, same_destination
+from .dnsquery import query_a
 from .ec2view import Ec2View, EndpointView, Route
 from .errortext import exception_text
+from .gateway_path import GatewayService, cidr_networks, drop_cause, inside  # noqa: F401 - re-exported
 from .model import Context
 from .ssmapi import skew_words
-
-
-def inside(ip: str, networks: Sequence[Any]) -> bool:
-    addr = ipaddress.ip_address(ip)
-    return any(addr.version == n.version and addr in n for n in networks)
-
-
-def cidr_networks(cidrs: Sequence[str]) -> Tuple[Any, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+from .tlsprobe import handshake_cause
 
 
 def s3_gateway_route(view: Ec2View) -> Tuple[Optional[EndpointView], Optional[Route]]:
@@ -38,6 +32,17 @@ def s3_gateway_route(view: Ec2View) -> Tuple[Optional[EndpointView], Optional[Ro
             continue
         return gateway, r
     return gateway, None
+
+
+def route_missing(view: Ec2View, gateway: EndpointView) -> Dict[str, Any]:
+    """The gateway endpoint exists but this subnet's table lacks its route: s3.route and s3.api say
+    the same. When the endpoint is associated with other tables, name them (the wrong table)."""
+    others = [t for t in gateway.route_table_ids if t != view.route_table_id]
+    if others:
+        return explain("s3_route_other_tables", endpoint_id=gateway.id, other_tables=", ".join(others),
+                       route_table_id=view.route_table_id, prefix_list_id=view.s3_prefix_list_id)
+    return explain("s3_route_missing", route_table_id=view.route_table_id, prefix_list_id=view.s3_prefix_list_id,
+                   endpoint_id=gateway.id)
 
 
 def access_denied_cause(message: str) -> str:
@@ -148,66 +153,96 @@ def transport_text(exc: BaseException) -> str:
 
 
 def transport_cause(call: S3Call, exc: Exception, ev: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
-    """(summary, explain(...)) for a connection-level failure of an S3 call."""
+    """(summary, explain(...)) for a connection-level failure of an S3 call. The addresses named
+    are the ones botocore dialled (glibc's answer for the host it used), not the Amazon resolver's."""
     from botocore import exceptions as bx
 
     text = transport_text(exc)
     ev["error"] = text
-    ip = call.ips
+    dialled = _dialled(call, exc, ev)
+    ip = ", ".join(dialled.addresses) if dialled and dialled.addresses else call.ips
     if isinstance(exc, bx.ConnectionClosedError):
         return f"{call.op}: S3 at {ip} closed the connection", explain("s3_error", error=text)
     if isinstance(exc, bx.SSLError):
-        return f"{call.op}: TLS failed with {call.dns.get('host')}", explain(
-            "tls_failed", host=call.dns.get("host"), ip=ip, error=text)
+        host = dialled.host if dialled else str(call.dns.get("host"))
+        first = dialled.addresses[0] if dialled and dialled.addresses else None
+        return f"{call.op}: TLS failed with {host}", handshake_cause(call.ctx, host, first, ip, text, ev)
     if isinstance(exc, bx.ReadTimeoutError):
         return f"{call.op}: connected, but no answer within the read timeout", explain(
             "s3_error", error=f"no answer within {call.ctx.settings.api_timeout_s:g} s ({text})")
+    misled = _misled(call, dialled, ev)
+    if misled is not None:
+        return misled
     low = text.lower()
     if "refused" in low:
         return f"{call.op}: connection to S3 ({ip}) refused", explain("tcp_refused", ip=ip)
     if "name or service not known" in low or "nodename nor servname" in low or "temporary failure in name" in low:
         return f"{call.op}: the system resolver could not resolve the S3 name", explain(
             "dns_no_answer", resolver="the system resolver", host=call.dns.get("host"), rcode=text)
-    return _path_cause(call, text, ev)
+    return _path_cause(call, text, ev, ip)
 
 
-def _path_cause(call: S3Call, text: str, ev: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
-    """S3 did not answer (a drop, as a VPC does without a route). Blame what the evidence points to."""
-    view, ip = call.view, call.ips
-    timeout = call.ctx.settings.connect_timeout_s
+def _dialled(call: S3Call, exc: BaseException, ev: Dict[str, Any]) -> Optional[Dialled]:
+    """What botocore dialled for the host of the failed request, within the time left."""
+    host = failed_host(exc) or call.dns.get("host")
+    if not host or call.ctx.remaining() < 0.2:
+        return None
+    dialled = resolve(str(host), min(1.0, call.ctx.remaining() / 2))
+    ev["dialled"] = dialled.to_evidence()
+    return dialled
+
+
+def _misled(call: S3Call, dialled: Optional[Dialled], ev: Dict[str, Any]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """The dialled addresses are not where the Amazon resolver sends the same name (an /etc/hosts
+    pin, a custom DNS server): that is the cause, whatever the path to S3 would do."""
+    if dialled is None or not dialled.addresses:
+        return None
+    amazon = _amazon_answers(call, dialled.host)
+    ev["amazon_answers"] = list(amazon) if amazon is not None else None
+    prefix = cidr_networks(call.view.s3_prefix_list_cidrs) if call.view.available and call.view.s3_prefix_list_cidrs else None
+    if amazon is None:  # the resolver could not be asked: only a pin outside S3's ranges is evidence
+        if not dialled.pinned or (prefix and all(inside(a, prefix) for a in dialled.addresses)):
+            return None
+        amazon = ()
+    elif same_destination(dialled.addresses, amazon, dialled.pinned, prefix):
+        return None
+    got = ", ".join(dialled.addresses)
+    return (f"{call.op}: no connection to {dialled.host} at {got} (from {dialled.source}); the Amazon resolver "
+            f"answers {', '.join(amazon) or 'nothing'}",
+            explain("system_dns_differs", source=dialled.source, host=dialled.host, system_answers=got,
+                    amazon_answers=", ".join(amazon) or "nothing"))
+
+
+def _amazon_answers(call: S3Call, host: str) -> Optional[Tuple[str, ...]]:
+    """The Amazon resolver's A records for ``host`` (s3.dns's answers when it is the same name)."""
+    if host == call.dns.get("host"):
+        return tuple(call.dns.get("answers", ()))
+    try:
+        resolver = call.ctx.data("resolver")
+    except KeyError:
+        return None
+    server = resolver.get("server") if isinstance(resolver, Mapping) else None
+    if not server or call.ctx.remaining() < 0.2:
+        return None
+    port = int(resolver.get("port", 53) or 53)
+    ans = query_a(host, str(server), min(call.ctx.settings.dns_timeout_s, call.ctx.remaining() / 2), port=port)
+    return tuple(ans.addresses) if ans.outcome == "answer" else ()
+
+
+def _path_cause(call: S3Call, text: str, ev: Dict[str, Any], ip: str) -> Tuple[str, Dict[str, Any]]:
+    """S3 did not answer (a drop, as a VPC does without a route or an allowing rule)."""
+    view = call.view
     summary = f"{call.op}: no connection to S3 at {ip} ({text})"
     if call.dns.get("interface_endpoint"):
         iface = view.endpoint_for("s3", "Interface") if view.available else None
         az = iface.eni_azs.get(call.dns["answers"][0], "?") if iface else "?"
         return summary, explain("tcp_timeout", ip=ip, az=az)
-    gateway, route = s3_gateway_route(view) if view.available else (None, None)
-    ev.update(ip=ip, connect_timeout_s=timeout, route_table_id=view.route_table_id,
-              gateway_route=(f"{route.destination} -> {route.target}" if route else None))
-    if route is None:
-        if gateway is not None:  # the endpoint exists, this subnet's table lacks it: the same fix as s3.route
-            return summary, explain("s3_route_missing", route_table_id=view.route_table_id,
-                                    prefix_list_id=view.s3_prefix_list_id, endpoint_id=gateway.id)
-        return summary, explain("s3_no_gateway_route", ip=ip, vpc_id=call.ctx.facts.vpc_id or view.vpc_id,
-                                region=call.region, route_table_id=view.route_table_id)
-    # The route is there: the drop is elsewhere — the instance SG's egress, a NACL or a host firewall.
-    sg_ids = list(view.instance_sg_ids)
-    rules = [r for g in sg_ids for r in view.security_group_rules.get(g, ()) if r.direction == "outbound"]
-    known = bool(sg_ids) and all(g in view.security_group_rules for g in sg_ids)
-    pl_id = view.s3_prefix_list_id
+    return summary, drop_cause(call.ctx, view, gateway_service(view), ip, list(call.dns.get("answers", ())), ev)
 
-    def admits(rule: Any) -> bool:
-        if not rule.covers_tcp_port(443):
-            return False
-        if pl_id and pl_id in rule.prefix_list_ids:
-            return True
-        answers = list(call.dns.get("answers", ()))
-        return any(answers and all(inside(a, cidr_networks([c])) for a in answers) for c in rule.cidrs)
 
-    if known and not any(admits(r) for r in rules):
-        return summary, explain("s3_sg_no_outbound_443", ip=ip, sg_ids=", ".join(sg_ids), sg_id=sg_ids[0],
-                                prefix_list_id=pl_id)
-    return summary, explain("s3_path_blocked", ip=ip, route_table_id=view.route_table_id,
-                            endpoint_id=route.target)
+def gateway_service(view: Ec2View) -> GatewayService:
+    return GatewayService("s3", view.s3_prefix_list_id if view.available else None,
+                          tuple(view.s3_prefix_list_cidrs) if view.available else (), s3_gateway_route, route_missing)
 
 
 def failure(call: S3Call, exc: Exception, ev: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:

@@ -197,7 +197,10 @@ def _path(ctx: Context, service: str, fid: str, purpose: str, ev: Dict[str, Any]
     first = dns.findings[0]
     ev.update(host=first.evidence.get("host"), answers=first.evidence.get("answers"),
               address_kinds=first.evidence.get("address_kinds"), dns=first.status.name)
-    if dns.data is None:
+    reach = None
+    if dns.data is not None and dns.data.get("public"):  # works only if the public path does (a NAT)
+        reach = endpoints.run_reach(_sub(ctx, {f"dns.{service}": dns.data, "ec2.api": view}), service)
+    if dns.data is None or (reach is not None and reach.data is None):
         if first.cause_code in _MISSING:
             ep = _view(ctx).endpoint_for("ssm") if _view(ctx).available else None
             sg = ep.security_group_ids[0] if ep and ep.security_group_ids else "<endpoint-sg-id>"
@@ -208,7 +211,8 @@ def _path(ctx: Context, service: str, fid: str, purpose: str, ev: Dict[str, Any]
                                                    subnet_id=ctx.facts.subnet_id, sg_id=sg))
         return replace(first, id=fid, summary=f"{purpose} needs the {service} endpoint: {first.summary}",
                        evidence=ev)
-    reach = endpoints.run_reach(_sub(ctx, {f"dns.{service}": dns.data, "ec2.api": view}), service)
+    if reach is None:
+        reach = endpoints.run_reach(_sub(ctx, {f"dns.{service}": dns.data, "ec2.api": view}), service)
     head = reach.findings[0]
     ev["reach"] = {f.evidence.get("ip"): "ok" if f.status == Status.OK else
                    f"{f.evidence.get('tcp')}/{f.evidence.get('tls')}" for f in reach.findings[1:]}

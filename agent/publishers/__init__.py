@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, List, Optional
 
-from . import cloudwatch, http, inventory, inventory_file, last_report
 from .base import Publisher, PublishResult, Unavailable, one_line
 from .settings import PublishSettings
 
@@ -20,6 +19,10 @@ log = logging.getLogger("vpce_doctor.publishers")
 def build_publishers(settings: PublishSettings, state_dir: str, ca_bundle: Optional[str]) -> List[Publisher]:
     """One publisher per name in ``settings.publishers``, in that order. Never raises: a publisher
     that cannot be built reports why on each publish (so the daemon runs, and says so)."""
+    # Imported here, not with the package: the config (publishers.settings) loads on every
+    # `vpce-doctor check`, which publishes nothing.
+    from . import cloudwatch, http, inventory, inventory_file, last_report
+
     factories: Dict[str, Callable[[], Publisher]] = {
         "last_report": lambda: last_report.LastReportPublisher(settings, state_dir),
         "inventory": lambda: inventory.InventoryPublisher(settings, ca_bundle),

@@ -17,7 +17,8 @@ import sys
 from typing import List, Optional
 
 from .processes import Launcher, dns_ready, terminate, wait_until
-from .world import RESOLVER_IPS, World
+from . import ddbknobs, ipv6lab
+from .world import DOMAIN, GOOGLE_IP, GOOGLE_NAMES, RESOLVER_IPS, World
 
 DNSMASQ_LOOPBACK = "127.0.0.1"
 TTL_S = 60  # Route 53 private hosted zones answer with 60 s
@@ -36,13 +37,43 @@ def dnsmasq_config(world: World, listen: List[str]) -> str:
         "cache-size=0",
         f"local-ttl={TTL_S}",
     ] + [f"listen-address={ip}" for ip in listen]
-    for name, ips in world.host_records().items():
+    hosts = world.host_records()
+    shadow = world.scenario.dns_shadow_zone
+    for name, ips in hosts.items():
         lines += [f"host-record={name},{ip},{TTL_S}" for ip in ips]
     for domain, ips in world.s3_records().items():
+        if shadow is not None and shadow.shadows(domain):
+            continue  # the shadow zone answers for it: only its own records below (no wildcard)
         # address= covers the domain and every subdomain (virtual-hosted bucket names); local= keeps
         # other query types (AAAA) at NODATA instead of falling through to the catch-all below.
         lines += [f"address=/{domain}/{ip}" for ip in ips] + [f"local=/{domain}/"]
+    if shadow is not None:  # the zone's own records (service names among them are in hosts already)
+        lines += [f"host-record={name},{ip},{TTL_S}" for name, ips in shadow.records.items() if name not in hosts
+                  for ip in ips]
+    lines += ipv6lab.dnsmasq_lines(world, TTL_S)  # fd00:ec2::253 and dual-stack endpoints' AAAA records
     lines.append("address=/#/")  # anything else: NXDOMAIN (not REFUSED, as the Amazon resolver)
+    return "\n".join(lines) + "\n"
+
+
+def custom_dnsmasq_config(world: World) -> str:
+    """The custom DNS server of ``dhcp_options``: no forwarding for amazonaws.com, so the service
+    names get their public addresses (as from public DNS), except the services it forwards by name
+    to the Amazon resolver (a conditional forwarder for just those)."""
+    dhcp = world.scenario.dhcp_options
+    lines = ["# vpce-doctor lab: a custom DNS server from the DHCP option set (generated)", "no-resolv", "no-hosts",
+             "no-poll", "bind-interfaces", "keep-in-foreground", "pid-file=", "log-facility=-", "cache-size=0",
+             f"local-ttl={TTL_S}"] + [f"listen-address={ip}" for ip in dhcp.custom_servers]
+    for svc in world.services:
+        if svc.name in dhcp.custom_dns_forwards:
+            lines.append(f"server=/{svc.hostname}/{RESOLVER_IPS[0]}")
+        else:
+            lines.append(f"host-record={svc.hostname},{svc.public_ip},{TTL_S}")
+    lines += [f"host-record={name},{ip},{TTL_S}" for name, ips in ddbknobs.host_records(world.region, DOMAIN).items()
+              for ip in ips]  # DynamoDB's too
+    for domain, ips in world.s3_records().items():  # S3's names are public anyway
+        lines += [f"address=/{domain}/{ip}" for ip in ips] + [f"local=/{domain}/"]
+    lines += [f"host-record={name},{GOOGLE_IP},{TTL_S}" for name in GOOGLE_NAMES]
+    lines.append("address=/#/")
     return "\n".join(lines) + "\n"
 
 
@@ -58,6 +89,10 @@ def start(launcher: Launcher, vpc_ns: str, world: World) -> None:
     conf = state / "dnsmasq.conf"
     conf.write_text(dnsmasq_config(world, listen_addresses(world)))
     launcher.start("dnsmasq", vpc_ns, ["dnsmasq", f"--conf-file={conf}"])
+    if world.scenario.dhcp_options.custom_servers:
+        custom = state / "dnsmasq-custom.conf"
+        custom.write_text(custom_dnsmasq_config(world))
+        launcher.start("dnsmasq-custom", vpc_ns, ["dnsmasq", f"--conf-file={custom}"])
     if latency:
         launcher.start("dns-delay", vpc_ns, [sys.executable, "-m", "tests.lab.dns_delay",
                                              "--upstream", DNSMASQ_LOOPBACK, "--delay-ms", str(latency)]
@@ -68,6 +103,8 @@ def wait(launcher: Launcher, vpc_ns: str, world: World) -> None:
     wait_until("dnsmasq", dns_ready(vpc_ns, DNSMASQ_LOOPBACK if world.scenario.resolver_latency_ms
                                     else RESOLVER_IPS[0]),
                5.0, lambda: launcher.check_alive("dnsmasq"))
+    for ip in world.scenario.dhcp_options.custom_servers:
+        wait_until("the custom DNS server", dns_ready(vpc_ns, ip), 5.0, lambda: launcher.check_alive("dnsmasq-custom"))
     delay_s = world.scenario.resolver_latency_ms / 1000
     if delay_s:
         wait_until("the resolver's delay forwarder", dns_ready(vpc_ns, RESOLVER_IPS[0], timeout=0.5 + delay_s),

@@ -13,7 +13,8 @@ LOG_CONDITIONS = ("healthy", "hibernating", "access_denied", "no_space", "proxy"
 DEFAULT_VERSION = "3.3.987.0"  # the newest in github:aws/amazon-ssm-agent RELEASENOTES.md when written
 _VERSION_RE = re.compile(r"^\d{1,5}(\.\d{1,5}){3}$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_ENV_NAMES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+_ENV_NAMES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
+              "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")  # IPv6-only subnets: IMDS at [fd00:ec2::254]
 
 
 @dataclass(frozen=True)

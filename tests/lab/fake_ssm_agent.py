@@ -63,7 +63,10 @@ class Agent:
             try:
                 sock = self.context.wrap_socket(sock, server_hostname=host)
             except (OSError, ssl.SSLError):
-                pass  # plain TCP still counts as the connection the check looks for
+                # As the real agent: a certificate it does not trust (TLS inspection, a broken CA
+                # bundle) or a stalled handshake ends the connection; it holds nothing there.
+                sock.close()
+                continue
             return ip, sock
         return None
 

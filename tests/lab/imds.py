@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from . import ipv6lab
 from .world import IMDS_IP, INSTANCE_IP, INSTANCE_MAC, SUBNETS, VPC_CIDR
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -71,6 +73,10 @@ def metadata(world: Dict[str, Any], ids: Dict[str, Any]) -> Dict[str, str]:
             "imageId": "ami-0a1b2c3d4e5f60718", "instanceId": ids["instance_id"], "instanceType": "t3.micro",
             "privateIp": INSTANCE_IP, "region": region, "version": "2017-09-30"}, indent=2),
     }
+    add6, drop6 = ipv6lab.imds_paths(world.get("ipv6"), nic, az[-1])  # IPv6: ipv6s, CIDRs; IPv6-only: no IPv4
+    md.update(add6)
+    for path in drop6:
+        md.pop(path, None)
     if public_ip:
         md["meta-data/public-ipv4"] = public_ip
         md[f"{nic}/public-ipv4s"] = public_ip
@@ -201,16 +207,25 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # socketserver's 5 drops SYNs of a burst of concurrent clients
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="IMDSv2 for the vpce-doctor lab")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--mode", choices=("ok", "disabled", "token_403", "hop_limit"), default="ok")
     parser.add_argument("--listen", default=IMDS_IP)
+    parser.add_argument("--listen6", default=None, help="also serve here (IPv6, e.g. fd00:ec2::254)")
     args = parser.parse_args(argv)
     world = json.loads((args.state_dir / "world.json").read_text())
     ids = json.loads((args.state_dir / "aws-ids.json").read_text())
     imds = Imds(args.mode, metadata(world, ids))
     server = _Server((args.listen, 80), make_handler(imds))
+    if args.listen6:  # the same IMDS (tokens too) on [fd00:ec2::254]
+        server6 = _Server6((args.listen6, 80), make_handler(imds))
+        threading.Thread(target=server6.serve_forever, daemon=True).start()
+        print(f"IMDS {args.mode} on [{args.listen6}]:80", flush=True)
     print(f"IMDS {args.mode} on {args.listen}:80", flush=True)
     server.serve_forever()
 

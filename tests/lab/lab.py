@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import yaml
 
-from . import agent_files, certs, dns, firewall, topology
+from . import agent_files, certs, dns, dnsknobs, firewall, ipv6lab, tlspath, topology
 from .processes import (REPO_ROOT, Launcher, LabError, file_says, netns_pids, recorded_pids, tcp_ready,
                         terminate, wait_until)
 from .scenario import Scenario, load
@@ -105,6 +105,7 @@ def _build(names: Names, world: World, aws: str) -> None:
 
     topology.create(names, world)
     firewall.apply(names.vpc_ns, world, state)
+    tlspath.setup(names, world, state)  # CA bundle, inspection certificate, path MTU
 
     launcher = Launcher(state)
     python = sys.executable
@@ -118,6 +119,7 @@ def _build(names: Names, world: World, aws: str) -> None:
     dns.wait(launcher, names.vpc_ns, world)
     wait_until("the internet stand-in", tcp_ready(names.vpc_ns, GOOGLE_IP, 443), SERVICE_READY_TIMEOUT_S,
                lambda: launcher.check_alive("internet"))
+    tlspath.start_front(launcher, names, world)  # only with tls_inspection
     wait_until(f"the AWS layer ({aws_module})", file_says(launcher.log_path("aws"), "READY"),
                AWS_READY_TIMEOUT_S, lambda: launcher.check_alive("aws"))
     if not (state / "aws-ids.json").exists():
@@ -125,7 +127,7 @@ def _build(names: Names, world: World, aws: str) -> None:
 
     # IMDS serves the ids the AWS layer just created.
     launcher.start("imds", names.vpc_ns, [python, "-m", "tests.lab.imds", "--state-dir", str(state),
-                                          "--mode", sc.imds])
+                                          "--mode", sc.imds] + (["--listen6", ipv6lab.IMDS6] if sc.ipv6 != "none" else []))
     if sc.ssm_agent != "stopped":
         _start_fake_ssm_agent(launcher, names, world)
     wait_until("IMDS", tcp_ready(names.vpc_ns, IMDS_IP, 80), SERVICE_READY_TIMEOUT_S,
@@ -139,9 +141,9 @@ def _write_instance_etc(names: Names, world: World) -> None:
     """`ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc/*: the instance's own DNS config."""
     etc = names.etc_dir(names.instance_ns)
     etc.mkdir(parents=True, exist_ok=True)
-    servers = "".join(f"nameserver {ip}\n" for ip in world.scenario.resolv_conf_nameservers)
+    servers = "".join(f"nameserver {ip}\n" for ip in ipv6lab.resolv_conf(world, world.scenario.resolv_conf_nameservers))
     (etc / "resolv.conf").write_text(f"# vpce-doctor lab (the Amazon resolver is {RESOLVER_IPS[0]})\n{servers}"
-                                     "options timeout:2 attempts:2\n")
+                                     f"options timeout:{dnsknobs.RESOLV_CONF_TIMEOUT_S} attempts:2\n")
     hostname = f"ip-{INSTANCE_IP.replace('.', '-')}"
     lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback",
              f"{INSTANCE_IP} {hostname}.ec2.internal {hostname}"]
@@ -164,12 +166,12 @@ def _agent_yaml(state: Path, scenario_config: Optional[Mapping[str, Any]]) -> Di
 
 def _start_fake_ssm_agent(launcher: Launcher, names: Names, world: World) -> None:
     spec = world.scenario.ssm_agent
-    targets = [f"{s.name}={s.hostname}={','.join(world.instance_answers(s.name))}"
+    targets = [f"{s.name}={s.hostname}={','.join(ipv6lab.instance_answers(world, s.name))}"
                for s in world.services if s.name in SSM_AGENT_SERVICES]
     mode = "running" if spec.state == "running" else "not_connected"
     argv = [sys.executable, "-m", "tests.lab.fake_ssm_agent", "--status-dir",
             str(agent_files.paths(launcher.state_dir)["run"]), "--mode", mode, "--user", spec.user,
-            "--ca", str(launcher.state_dir / "ca.pem")]
+            "--ca", str(tlspath.instance_bundle(launcher.state_dir))]
     argv += [a for t in targets for a in ("--target", t)]
     # Its environment is its unit's: no proxies of the host, the scenario's (a drop-in) instead.
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
@@ -223,7 +225,7 @@ def instance_env(names: Names) -> Dict[str, str]:
     """The environment of a program on the instance: no AWS credentials or proxies of the host,
     the lab CA for botocore, and this interpreter's bin directory first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k.lower() not in PROXY_VARS}
-    env["AWS_CA_BUNDLE"] = str(names.state_dir / "ca.pem")
+    env["AWS_CA_BUNDLE"] = str(tlspath.instance_bundle(names.state_dir))  # ca.pem unless instance_ca_bundle
     # Credentials must come from IMDS, as on the instance: hide the host's ~/.aws files.
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull

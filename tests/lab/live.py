@@ -10,9 +10,11 @@ Only knobs whose whole effect lives in the VPC namespace can change at runtime:
 * the resolver (``endpoints.<svc>.private_dns``, and the answers the knobs above imply): dnsmasq's
   configuration is rewritten and dnsmasq replaced, with a bounded readiness wait (dns.restart).
 
-The AWS layer's view stays as it was built (moto's DescribeVpcEndpoints still shows the Private DNS
-flag of ``up``; world.json is not rewritten): a change made here is one the APIs have not heard of,
-which is what a network fault looks like from the instance anyway.
+* the EC2 API (moto in the AWS layer): security groups, the default route, enableDnsSupport and the
+  endpoints' Private DNS flag follow, as on AWS where a change shows in the API at once
+  (tests/lab/aws/live_sync.py; ``set`` waits, bounded, until the layer has applied it).
+  ``unreachable_azs`` is a fault without an API trace and changes nothing there. world.json keeps
+  the world as built; ``world-live.json`` holds the one in force.
 
 Each call applies its assignments on top of the earlier ones (kept in ``<state>/live.json``) and the
 scenario file the lab was built from, and validates the result with the scenario's own rules, so an
@@ -25,6 +27,8 @@ import fcntl
 import json
 import os
 import re
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -32,7 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from . import dns, firewall, lab as labmod
-from .processes import REPO_ROOT, Launcher, LabError
+from .processes import REPO_ROOT, Launcher, LabError, wait_until
 from .scenario import AZ_LETTERS, INTERNET_MODES, ScenarioError, parse
 from .topology import Names
 from .world import World, build
@@ -196,10 +200,13 @@ class SetResult:
     overrides: Mapping[str, Any]  # everything set so far, this call's assignments included
     firewall_replaced: bool
     resolver_restarted: bool
+    api_changes: Tuple[str, ...] = ()  # what the AWS layer changed in moto (live_sync)
 
     def summary(self) -> str:
         done = [what for what, did in (("router/security-group rules replaced", self.firewall_replaced),
-                                       ("resolver restarted", self.resolver_restarted)) if did]
+                                       ("resolver restarted", self.resolver_restarted),
+                                       ("EC2 API updated: " + ", ".join(self.api_changes), bool(self.api_changes)))
+                if did]
         now = " ".join(f"{k}={_show(v)}" for k, v in self.overrides.items())
         return f"lab '{self.lab}': {'; '.join(done) or 'already so, nothing changed'} (in force: {now})"
 
@@ -248,10 +255,39 @@ def set_knobs(name: Optional[str], assignments: Union[Mapping[str, Any], Sequenc
         # half-way is completed by the next one.
         replaced = firewall.replace(names.vpc_ns, after, state)
         restarted = dns.restart(Launcher(state), names.vpc_ns, after, _recorded_pid(state, "dnsmasq"))
+        api = _sync_aws(state, after)
         tmp = live_path.with_name(LIVE_FILE + ".tmp")
         tmp.write_text(json.dumps({"overrides": overrides}, indent=1) + "\n")
         os.replace(tmp, live_path)
-    return SetResult(names.lab, overrides, replaced, restarted)
+    return SetResult(names.lab, overrides, replaced, restarted, api)
+
+
+AWS_SYNC_TIMEOUT_S = 10.0
+
+
+def _sync_aws(state: Path, world: World) -> Tuple[str, ...]:
+    """Hands the new world to the AWS layer (SIGHUP) and waits, bounded, until moto shows it."""
+    from .aws import live_sync
+
+    pid = _recorded_pid(state, "aws")
+    if pid is None or (_json_or_none(state / "lab.json") or {}).get("aws") != "real":
+        return ()
+    generation = time.monotonic_ns()
+    data = dict(json.loads(json.dumps(world.to_json(state))), generation=generation)
+    tmp = state / (live_sync.LIVE_WORLD + ".tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, state / live_sync.LIVE_WORLD)
+    os.kill(pid, signal.SIGHUP)
+    status: Dict[str, Any] = {}
+
+    def synced() -> bool:
+        status.update(_json_or_none(state / live_sync.LIVE_STATUS) or {})
+        return status.get("generation") == generation
+
+    wait_until("the AWS layer's view of the change", synced, AWS_SYNC_TIMEOUT_S)
+    if status.get("error"):
+        raise LabError(f"the AWS layer could not apply the change: {status['error']}")
+    return tuple(status.get("applied") or ())
 
 
 def _json_or_none(path: Path) -> Any:

@@ -14,13 +14,22 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
+from . import ddbknobs
+from . import dnsknobs
 from . import fake_agent_spec as agent_spec
+from . import nacl
+from . import tlspath
+from . import ipv6lab
+from .dnsknobs import DhcpOptions, ShadowZone
 from .fake_agent_spec import AgentSpec
+from .nacl import Nacl
 
 DEFAULT_SERVICES = ("ssm", "ec2messages", "ssmmessages")
 AZ_LETTERS = ("a", "b", "c")
 ENDPOINT_STATES = ("available", "pending", "pendingAcceptance", "rejected", "failed", "deleting", "expired")
 INTERNET_MODES = ("none", "igw", "nat")
+INTERNET_443_MODES = ("open", "closed")  # closed: the internet host answers SYNs to 443 with an RST
+SG_EGRESS_SCOPES = ("anywhere", "vpc")
 IMDS_MODES = ("ok", "disabled", "token_403", "hop_limit")
 ENDPOINT_POLICIES = ("allow", "deny", "no_allow")
 SESSION_RESOURCE_STATES = {"log_group": ("present", "missing", "unencrypted"), "kms_key": ("present", "missing"),
@@ -58,6 +67,7 @@ class Endpoint:
     unreachable_azs: Tuple[str, ...] = ()
     state: str = "available"
     policy: str = "allow"  # the endpoint policy: allow | deny (explicit deny) | no_allow (allows nothing)
+    ip_address_type: str = "ipv4"  # ipv4 | dualstack (A and AAAA records; tests/lab/ipv6lab.py)
 
 
 @dataclass(frozen=True)
@@ -98,11 +108,15 @@ class Scenario:
     endpoints: Tuple[Endpoint, ...] = tuple(Endpoint(s) for s in DEFAULT_SERVICES)
     endpoint_sg_inbound_443: bool = True
     instance_sg_outbound_443: bool = True
+    instance_sg_outbound_443_to: str = "anywhere"  # anywhere (0.0.0.0/0) | vpc (the VPC CIDR only: not S3, not the internet)
+    nacls: Mapping[str, Nacl] = field(default_factory=dict)  # subnet letter -> its network ACL (tests/lab/nacl.py)
     s3_gateway_endpoint: bool = True
     s3_route: bool = True
+    s3_route_table: str = "instance"  # the table the gateway endpoint is associated with: instance | other (subnet b's)
     s3_policy_allows: bool = True
     s3_policy: str = "allow"  # the gateway endpoint policy: allow | deny | no_allow (policy_allows false = deny)
     bucket: Bucket = Bucket()
+    dynamodb: ddbknobs.DynamoDb = ddbknobs.DynamoDb()  # the DynamoDB gateway endpoint and table (ddbknobs)
     public_ip: Optional[str] = None
     profile_attached: bool = True
     profile_s3_permission: bool = True
@@ -113,11 +127,20 @@ class Scenario:
     session_preferences: Optional[Mapping[str, Any]] = None  # SSM-SessionManagerRunShell inputs; None: no document
     session_resources: Mapping[str, str] = field(default_factory=dict)  # kind -> present|missing|unencrypted
     internet: str = "none"
+    internet_443: str = "open"  # closed: google.com's port 443 refuses (RST), seen only with internet igw|nat
     imds: str = "ok"
+    ipv6: str = "none"  # none | dual_stack | ipv6_only (the instance's subnet a; tests/lab/ipv6lab.py)
+    imds_ipv6: str = "enabled"  # enabled | disabled: IMDS's IPv6 endpoint (http-protocol-ipv6), with ipv6 on
+    endpoint_sg_inbound_443_ipv6: bool = True  # false: the endpoint SG admits 443 over IPv4 only (ipv6lab)
     etc_hosts: Mapping[str, str] = field(default_factory=dict)
     resolv_conf_nameservers: Tuple[str, ...] = ("10.0.0.2",)  # the instance's /etc/resolv.conf
+    dhcp_options: DhcpOptions = DhcpOptions()  # the VPC's DHCP option set; a custom server runs (dnsknobs)
+    dns_shadow_zone: Optional[ShadowZone] = None  # a private hosted zone shadowing AWS names (dnsknobs)
     resolver_latency_ms: int = 0
     stale_answers: Mapping[str, StaleAnswer] = field(default_factory=dict)
+    tls_inspection: Tuple[str, ...] = ()  # services whose ENIs a TLS-inspecting firewall answers (tlspath)
+    instance_ca_bundle: str = "ok"  # ok | missing_amazon_root: the instance's CA bundle (tlspath)
+    path_mtu: Optional[int] = None  # bigger packets from the ENIs toward the instance vanish (tlspath)
     ssm_agent: AgentSpec = AgentSpec()  # compares equal to its state string ("running", ...)
     agent_config: Optional[Mapping[str, Any]] = None
     extra_interface_endpoints: int = 0
@@ -240,6 +263,7 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
     s3 = top.section("s3")
     s3_gateway = s3.boolean("gateway_endpoint", True)
     s3_route = s3.boolean("route", True)
+    s3_route_table = s3.string("route_table", "instance", ("instance", "other")) or "instance"
     s3_policy = s3.boolean("policy_allows", True)
     s3_policy_mode = s3.string("policy", "allow" if s3_policy else "deny", choices=ENDPOINT_POLICIES) or "allow"
     if not s3_policy and s3_policy_mode != "deny":
@@ -278,7 +302,8 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
 
     stale = _stale_answers(top.section("stale_answers"), {e.service for e in endpoints})
 
-    nameservers = top.raw("resolv_conf_nameservers", ["10.0.0.2"])
+    dhcp = dnsknobs.parse_dhcp(top.raw("dhcp_options", None), top.fail)
+    nameservers = top.raw("resolv_conf_nameservers", list(dhcp.resolv_conf))  # DHCP writes it by default
     if not isinstance(nameservers, list) or not 1 <= len(nameservers) <= 3:
         top.fail("resolv_conf_nameservers", f"expected a list of 1-3 IPv4 addresses (glibc reads three), "
                                             f"got {_show(nameservers)}")
@@ -301,19 +326,32 @@ def parse(data: Any, where: str = "<scenario>", default_name: str = "scenario",
         enable_dns_support=dns_support, enable_dns_hostnames=dns_hostnames, endpoints=endpoints,
         endpoint_sg_inbound_443=top.boolean("endpoint_sg_inbound_443", True),
         instance_sg_outbound_443=top.boolean("instance_sg_outbound_443", True),
-        s3_gateway_endpoint=s3_gateway, s3_route=s3_route, s3_policy_allows=s3_policy_mode == "allow",
+        instance_sg_outbound_443_to=top.string("instance_sg_outbound_443_to", "anywhere", SG_EGRESS_SCOPES) or "anywhere",
+        nacls=nacl.parse(top.raw("nacls", None), top.fail, AZ_LETTERS),
+        s3_gateway_endpoint=s3_gateway, s3_route=s3_route, s3_route_table=s3_route_table, s3_policy_allows=s3_policy_mode == "allow",
         s3_policy=s3_policy_mode,
-        bucket=bucket, public_ip=public_ip, profile_attached=attached, profile_s3_permission=s3_permission,
+        bucket=bucket, dynamodb=ddbknobs.parse(top.raw("dynamodb", None), top.fail),
+        public_ip=public_ip, profile_attached=attached, profile_s3_permission=s3_permission,
         profile_denied_actions=denied_actions, profile_trusts_ec2=trusts_ec2,
         profile_credentials_expired=credentials_expired,
         aws_clock_offset_s=top.integer("aws_clock_offset_s", 0, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S) or 0,
         session_preferences=preferences, session_resources=resources,
         internet=top.string("internet", "none", choices=INTERNET_MODES) or "none",
+        internet_443=top.string("internet_443", "open", choices=INTERNET_443_MODES) or "open",
         imds=top.string("imds", "ok", choices=IMDS_MODES) or "ok",
+        ipv6=top.string("ipv6", "none", choices=ipv6lab.MODES) or "none",
+        imds_ipv6=top.string("imds_ipv6", "enabled", choices=("enabled", "disabled")) or "enabled",
+        endpoint_sg_inbound_443_ipv6=top.boolean("endpoint_sg_inbound_443_ipv6", True),
         etc_hosts=etc_hosts,
         resolv_conf_nameservers=resolv_conf,
+        dhcp_options=dhcp,
+        dns_shadow_zone=dnsknobs.parse_shadow(top.raw("dns_shadow_zone", None), top.fail),
         resolver_latency_ms=top.integer("resolver_latency_ms", 0, 0, 5000) or 0,
         stale_answers=stale,
+        tls_inspection=tlspath.parse_inspection(top.raw("tls_inspection", None), top.fail,
+                                                {e.service for e in endpoints if e.present}),
+        instance_ca_bundle=tlspath.parse_ca_bundle(top.raw("instance_ca_bundle", None), top.fail),
+        path_mtu=tlspath.parse_path_mtu(top.raw("path_mtu", None), top.fail),
         ssm_agent=_ssm_agent(top),
         agent_config=agent_config,
         extra_interface_endpoints=extra,
@@ -354,7 +392,9 @@ def _endpoints(sec: _Section) -> Tuple[Endpoint, ...]:
                                   private_dns=ep.boolean("private_dns", True), azs=azs,
                                   unreachable_azs=unreachable,
                                   state=ep.string("state", "available", choices=ENDPOINT_STATES) or "available",
-                                  policy=ep.string("policy", "allow", choices=ENDPOINT_POLICIES) or "allow")
+                                  policy=ep.string("policy", "allow", choices=ENDPOINT_POLICIES) or "allow",
+                                  ip_address_type=ep.string("ip_address_type", "ipv4",
+                                                            choices=ipv6lab.IP_ADDRESS_TYPES) or "ipv4")
         ep.finish()
         if service not in order:
             order.append(service)

@@ -443,20 +443,40 @@ def test_live_set_changes_a_running_lab(lab: labmod.Lab) -> None:
         except OSError:
             return "timeout"
 
+    def api() -> Dict[str, Any]:
+        """What moto's EC2 API says now (asked inside the VPC namespace, where moto listens)."""
+        code = ("import boto3, json, sys; ids = json.load(open(sys.argv[1])); "
+                "ec2 = boto3.client('ec2', endpoint_url=ids['moto_url'], region_name='us-east-1', "
+                "aws_access_key_id='AKIAVPCELABADMIN0001', aws_secret_access_key='lab'); "
+                "ep = ec2.describe_vpc_endpoints(VpcEndpointIds=[ids['endpoints']['ssm']])['VpcEndpoints'][0]; "
+                "sg = ec2.describe_security_groups(GroupIds=[ids['endpoint_sg_id']])['SecurityGroups'][0]; "
+                "rt = ec2.describe_route_tables(RouteTableIds=[ids['route_table_id']])['RouteTables'][0]; "
+                "print(json.dumps({'private_dns': ep['PrivateDnsEnabled'], 'sg_in': len(sg['IpPermissions']), "
+                "'default_route': any(r.get('DestinationCidrBlock') == '0.0.0.0/0' for r in rt['Routes'])}))")
+        out = subprocess.run(["ip", "netns", "exec", lab.names.vpc_ns, sys.executable, "-c", code,
+                              str(lab.state_dir / "aws-ids.json")], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-500:]
+        return json.loads(out.stdout)
+
     name = "ssm.us-east-1.amazonaws.com"
     try:
         result = live.set(LAB, ["endpoints.ssm.private_dns=false", "endpoint_sg_inbound_443=false"])
         assert result.firewall_replaced and result.resolver_restarted
         assert answers(name) == ["198.51.100.64"]  # the public address: Private DNS is off
         assert reach("10.0.1.104") == "timeout"  # every ENI: the endpoint SG has no 443
+        # The EC2 API follows (issue 12): what the agent's ec2.api view reads agrees with the network.
+        assert api() == {"private_dns": False, "sg_in": 0, "default_route": False}
+        assert "EC2 API updated" in result.summary()
         assert live.set(LAB, ["endpoints.ssm.private_dns=false"]).summary().startswith(
             f"lab '{LAB}': already so, nothing changed")
         live.set(LAB, {"endpoints.ssm.private_dns": True, "endpoint_sg_inbound_443": True, "internet": "igw"})
         assert answers(name) == ["10.0.1.101", "10.0.2.101"]
         assert reach("10.0.1.104") == "connected" and reach("203.0.113.10") == "connected"
+        assert api() == {"private_dns": True, "sg_in": 1, "default_route": True}
     finally:
         live.set(LAB, {"endpoints.ssm.private_dns": True, "endpoint_sg_inbound_443": True, "internet": "none"})
     assert reach("203.0.113.10") == "timeout"
+    assert api()["default_route"] is False
 
     for assignment, message in [
         ("nosuch=1", "nosuch: not a knob that can change at runtime"),

@@ -76,6 +76,34 @@ def test_ruleset_models_security_groups_and_routes() -> None:
     assert "th dport 53 drop" in broken
 
 
+NACL_B = {"b": {"inbound": [{"rule": 100, "protocol": "tcp", "ports": 443, "cidr": "10.0.0.0/16", "action": "allow"}],
+               "outbound": [{"rule": 100, "protocol": "tcp", "ports": 443, "cidr": "10.0.0.0/16"}]}}
+
+
+def test_ruleset_models_stateless_nacls_both_ways() -> None:
+    text = firewall.ruleset(build(parse({"nacls": NACL_B}), "t"))
+    # from the instance: subnet b's inbound, before the conntrack accept (stateless)
+    assert text.index("ip daddr 10.0.2.0/24 jump nacl_b_in") < text.index("ct state established,related accept")
+    # toward the instance: subnet b's outbound judges the replies (to ephemeral ports)
+    assert "hook output" in text and "ip saddr 10.0.2.0/24 jump nacl_b_out" in text
+    assert 'ip daddr 10.0.0.0/16 tcp dport 443 return comment "rule 100 allow"' in text
+    assert text.index("chain nacl_b_out") < text.index("chain from_instance")  # defined before any jump
+    assert "nacl_a" not in text  # the instance's subnet keeps the default NACL
+    assert "hook output" not in firewall.ruleset(build(parse({}), "t"))
+
+
+@pytest.mark.parametrize("nacls, message", [
+    ({"d": {}}, "x.yaml:nacls.d: expected a subnet letter"),
+    ({"b": {"inbound": [{"rule": 0, "protocol": "tcp", "ports": 443}]}}, "nacls.b.inbound[0].rule: expected a rule"),
+    ({"b": {"inbound": [{"rule": 1, "protocol": "tcp"}]}}, "nacls.b.inbound[0].ports: expected a port"),
+    ({"b": {"inbound": [{"rule": 1, "protocol": "all"}, {"rule": 1, "protocol": "all"}]}}, "rule numbers must be unique"),
+])
+def test_nacl_errors_are_one_line(nacls: dict, message: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        parse({"nacls": nacls}, "x.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 # --- the lab ---------------------------------------------------------------------------------------
 
 def _dns(lab: labmod.Lab, name: str, rdtype: str = "A", server: str = "10.0.0.2") -> tuple:

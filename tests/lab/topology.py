@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from .processes import LabError
+from . import ipv6lab
 from .world import INSTANCE_IP, INSTANCE_MAC, INSTANCE_PREFIX, ROUTER_IP, World
 
 INSTANCE_IF = "ens5"  # what a Nitro instance calls its first NIC
@@ -71,13 +72,17 @@ def create(names: Names, world: World) -> None:
         f"link set {AWS_IF} up",
         f"link set {ROUTER_IF} up",
         f"address add {ROUTER_IP}/{INSTANCE_PREFIX} dev {ROUTER_IF}",
-    ] + [f"address add {ip}/32 dev {AWS_IF}" for ip in world.vpc_addresses])
-    batch(names.instance_ns, [
+    ] + [f"address add {ip}/32 dev {AWS_IF}" for ip in world.vpc_addresses4])
+    batch(names.instance_ns, ipv6lab.instance_ipv4(world, [  # an IPv6-only ENI has no IPv4 at all
         "link set lo up",
         f"link set {INSTANCE_IF} up",
         f"address add {INSTANCE_IP}/{INSTANCE_PREFIX} dev {INSTANCE_IF}",
         f"route add default via {ROUTER_IP} dev {INSTANCE_IF}",
-    ])
+    ]))
+    vpc6, instance6 = ipv6lab.topology_commands(world)  # nothing unless the scenario turns IPv6 on
+    if vpc6:
+        batch(names.vpc_ns, vpc6)
+        batch(names.instance_ns, instance6)
 
 
 def _add_dummy(vpc_ns: str) -> None:

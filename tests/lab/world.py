@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import ddbknobs, dnsknobs, ipv6lab, nacl, tlspath
 from .scenario import Endpoint, Scenario, ScenarioError, StaleAnswer
 
 PARTITION = "aws"
@@ -133,23 +134,30 @@ class World:
 
     @property
     def s3_routed(self) -> bool:
-        return self.scenario.s3_gateway_endpoint and self.scenario.s3_route
+        return self.scenario.s3_gateway_endpoint and self.scenario.s3_route and self.scenario.s3_route_table == "instance"
 
     @property
     def listen_ips(self) -> Tuple[str, ...]:
         """Where the AWS layer serves TLS 443: ENIs of present endpoints, public service and S3 IPs."""
-        return self.eni_ips + tuple(s.public_ip for s in self.services) + S3_IPS + (S3_OTHER_REGION_IP,)
+        return (self.eni_ips + tuple(s.public_ip for s in self.services) + S3_IPS + (S3_OTHER_REGION_IP,)
+                + ddbknobs.DYNAMODB_IPS + ipv6lab.listen_ips(self))  # IPv6 ENIs: none unless ipv6 is on
 
     @property
     def vpc_addresses(self) -> Tuple[str, ...]:
         """Every /32 the VPC namespace owns (on its dummy interface)."""
-        extra = RESOLVER_IPS + (IMDS_IP, GOOGLE_IP)
+        extra = RESOLVER_IPS + (IMDS_IP, GOOGLE_IP) + self.scenario.dhcp_options.custom_servers
         return tuple(dict.fromkeys(self.listen_ips + extra + self.stale_ips))
+
+    @property
+    def vpc_addresses4(self) -> Tuple[str, ...]:
+        """vpc_addresses without the IPv6 ones (those are added by ipv6lab.topology_commands)."""
+        return tuple(ip for ip in self.vpc_addresses if ":" not in ip)
 
     @property
     def subnet_letters(self) -> Tuple[str, ...]:
         used = {e.az[-1] for s in self.services for e in s.enis}
-        return tuple(letter for letter in "abc" if letter in ("a", "b") or letter in used)
+        return tuple(letter for letter in "abc" if letter in ("a", "b") or letter in used
+                     or letter in self.scenario.nacls)
 
     def s3_records(self) -> Dict[str, Tuple[str, ...]]:
         """S3 names; each covers the name and all its subdomains (virtual-hosted buckets)."""
@@ -160,6 +168,7 @@ class World:
         """Exact names the resolver answers (services and the internet stand-in)."""
         records = {s.hostname: s.answers for s in self.services}
         records.update({name: (GOOGLE_IP,) for name in GOOGLE_NAMES})
+        records.update(ddbknobs.host_records(self.region, DOMAIN))  # public names, as S3's
         if self.scenario.enable_dns_hostnames:
             records[f"ip-{INSTANCE_IP.replace('.', '-')}.ec2.internal"] = (INSTANCE_IP,)
         return records
@@ -169,10 +178,11 @@ class World:
         svc = next(s for s in self.services if s.name == service)
         if svc.hostname in self.scenario.etc_hosts:
             return (self.scenario.etc_hosts[svc.hostname],)
-        # glibc asks the resolv.conf nameservers in turn: only the Amazon resolver answers in the lab.
-        if not any(ns in RESOLVER_IPS for ns in self.scenario.resolv_conf_nameservers):
-            return ()
-        return svc.answers if self.scenario.enable_dns_support else ()
+        # glibc asks the resolv.conf nameservers in turn: the Amazon resolver, or a custom one (dnsknobs).
+        sc = self.scenario
+        return dnsknobs.system_answers(sc.resolv_conf_nameservers, sc.dhcp_options, RESOLVER_IPS,
+                                       sc.enable_dns_support, service, svc.answers, svc.public_ip,
+                                       sc.resolver_latency_ms)
 
     def to_json(self, state_dir: Path) -> Dict[str, Any]:
         sc = self.scenario
@@ -189,9 +199,13 @@ class World:
             "public_service_ips": {s.hostname: s.public_ip for s in self.services},
             "endpoint_sg_inbound_443": sc.endpoint_sg_inbound_443,
             "instance_sg_outbound_443": sc.instance_sg_outbound_443,
-            "s3": {"gateway_endpoint": sc.s3_gateway_endpoint, "route": sc.s3_route, "ips": list(S3_IPS),
+            "dhcp_options": {"domain_name_servers": list(sc.dhcp_options.domain_name_servers)},
+            "instance_sg_outbound_443_to": sc.instance_sg_outbound_443_to,
+            "nacls": nacl.to_json(sc.nacls),
+            "s3": {"gateway_endpoint": sc.s3_gateway_endpoint, "route": sc.s3_route, "route_table": sc.s3_route_table, "ips": list(S3_IPS),
                    "prefix_list_cidrs": [S3_PREFIX_LIST], "policy_allows": sc.s3_policy_allows,
                    "policy": sc.s3_policy},
+            "dynamodb": sc.dynamodb.to_json(),
             "bucket": {"name": sc.bucket.name, "region": sc.bucket.region, "key": sc.bucket.key,
                        "body": sc.bucket.body},
             "instance": {"public_ip": sc.public_ip,
@@ -204,8 +218,10 @@ class World:
             "aws_clock_offset_s": sc.aws_clock_offset_s,
             "session_preferences": dict(sc.session_preferences) if sc.session_preferences is not None else None,
             "session_resources": dict(sc.session_resources),
-            "listen_ips": list(self.listen_ips),
+            # ENIs behind the TLS-inspection front are its to answer (tlspath), not the AWS layer's
+            "listen_ips": [ip for ip in self.listen_ips if ip not in tlspath.inspected_ips(self)],
             "cert": str(state_dir / "server.pem"), "key": str(state_dir / "server.key"),
+            "ipv6": ipv6lab.to_json(self),
         }
 
     def write(self, state_dir: Path) -> Path:
@@ -233,6 +249,8 @@ def build(scenario: Scenario, lab_name: str) -> World:
         # both DNS attributes on; otherwise the name keeps its public answer.
         private = ep.present and ep.private_dns and dns_private and ep.state == "available"
         answers: Tuple[str, ...] = tuple(e.ip for e in enis) if private else (public,)
+        hostname = service_hostname(ep.service, scenario.region)
+        answers = dnsknobs.amazon_answers(scenario.dns_shadow_zone, hostname, answers, private)
         stale: Optional[StaleAnswer] = scenario.stale_answers.get(ep.service)
         if stale is not None:
             answers = (answers + stale.ips) if stale.keep_real else stale.ips
@@ -242,12 +260,18 @@ def build(scenario: Scenario, lab_name: str) -> World:
     world = World(scenario=scenario, lab_name=lab_name, services=tuple(services),
                   stale_ips=tuple(dict.fromkeys(ip for s in scenario.stale_answers.values() for ip in s.ips)))
     _check_stale(world)
+    ipv6lab.validate(world, lambda problem: _fail(world, problem))
     return world
+
+
+def _fail(world: World, problem: str) -> None:
+    raise ScenarioError(f"{world.scenario.source.name if world.scenario.source else '<scenario>'}:{problem}")
 
 
 def _check_stale(world: World) -> None:
     """A stale answer must be an address with nothing listening, or it would not be 'stale'."""
     served = set(world.listen_ips) | set(RESOLVER_IPS) | {IMDS_IP, GOOGLE_IP, ROUTER_IP, INSTANCE_IP}
+    served |= set(world.scenario.dhcp_options.custom_servers)
     for ip in world.stale_ips:
         if ip in served:
             where = world.scenario.source.name if world.scenario.source else "<scenario>"

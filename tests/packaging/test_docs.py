@@ -43,7 +43,8 @@ def test_table_has_one_row_per_cause_code_with_meaning_and_fix() -> None:
         assert len(cells) == 4, row
         code, meaning, fix, _cli = (c.strip() for c in cells)
         assert meaning and fix, row
-        assert "{" not in meaning + fix and "<" not in meaning + fix, row  # placeholders shown as &lt;name>
+        # placeholders shown as &lt;name>; a literal brace of CLI shorthand ([{PrefixListId=…}]) is fine
+        assert not re.search(r"\{[a-z_]+\}", meaning + fix) and "<" not in meaning + fix, row
 
 
 def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
@@ -75,3 +76,12 @@ def test_docs_name_only_paths_that_exist() -> None:
             missing += [f"{doc.relative_to(REPO)} names {p.relative_to(REPO) if REPO in p.parents else p}"
                         for p in sorted(named) if not p.exists()]
     assert not missing, "\n".join(missing)
+
+
+def test_diagnosis_guide_names_only_real_cause_codes() -> None:
+    """docs/diagnosis.md explains look-alikes by cause code: each code it names must exist."""
+    from vpce_doctor.checks.causes import CAUSES
+
+    text = (REPO / "docs" / "diagnosis.md").read_text(encoding="utf-8")
+    named = {c for c in re.findall(r"`([a-z0-9_]+)`", text) if "_" in c}
+    assert named and not named - set(CAUSES), sorted(named - set(CAUSES))

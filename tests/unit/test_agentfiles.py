@@ -288,8 +288,17 @@ def test_hibernating_after_the_fix_says_restart(tmp_path):
 def test_pinned_names_block_the_restart_advice(tmp_path):
     s = settings_for(tmp_path)
     write(Path(s.ssm_agent_log_dir) / "amazon-ssm-agent.log", START, HIBERNATE)
-    f = run("ssm_agent.log", s, {**RUNNING, "resolver.system": {"differences": 3}}).findings[0]
+    f = run("ssm_agent.log", s, {**RUNNING, "resolver.system": {"differences": 3,
+                                                             "misled_hosts": ["ssm.us-east-1.amazonaws.com"]}}).findings[0]
     assert f.cause_code == "ssm_agent_waits_for" and "resolver.system" in f.cause
+
+
+def test_a_harmless_difference_does_not_hold_the_restart_advice(tmp_path):
+    """An /etc/hosts pin to a working ENI differs from DNS but misleads nobody (no misled_hosts)."""
+    s = settings_for(tmp_path)
+    write(Path(s.ssm_agent_log_dir) / "amazon-ssm-agent.log", START, HIBERNATE)
+    f = run("ssm_agent.log", s, {**RUNNING, "resolver.system": {"differences": 1, "misled_hosts": []}}).findings[0]
+    assert f.cause_code != "ssm_agent_waits_for"
 
 
 def test_no_space_is_named(tmp_path):

@@ -196,3 +196,47 @@ def test_a_proxy_is_named_in_the_notes_without_its_password() -> None:
     assert len(notes) == 1 and "s3cr3t" not in notes[0]
     assert "HTTPS_PROXY=***@proxy.corp:3128" in notes[0] and "NO_PROXY=169.254.169.254" in notes[0]
     assert awsclient.environment_notes(False, {}) == []
+
+
+def test_checks_asking_at_once_share_one_build(aws_env, monkeypatch):
+    """s3.api and s3.object start together: one client is built for both, not one each."""
+    import threading
+
+    fake = CountingAws()
+    built = []
+    real = awsclient.make_client
+
+    def counting(*args, **kwargs):
+        built.append(args[0])
+        return real(*args, **kwargs)
+
+    try:
+        use_endpoints(monkeypatch, s3=fake.url)
+        monkeypatch.setattr(awsclient, "make_client", counting)
+        barrier = threading.Barrier(4, timeout=5)
+        got = []
+
+        def ask() -> None:
+            barrier.wait()
+            got.append(awsclient.client(ctx(), "s3"))
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert built == ["s3"] and len(got) == 4 and all(c is got[0] for c in got)
+    finally:
+        fake.close()
+
+
+def test_clients_are_botocore_s_without_boto3(aws_env, monkeypatch):
+    """boto3 (and s3transfer) cost ~0.1 s of CPU to import and add nothing the checks call."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vpce_doctor.checks import awsclient; "
+            "awsclient.make_client('s3', 'us-east-1', None, 1.0, 1.0); "
+            "print('boto3' in sys.modules, 's3transfer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr

@@ -182,3 +182,52 @@ def test_bad_overrides_are_one_line(tmp_path: Path, capsys, text: str, fragment:
     cfg.write_text(text + "\n")
     assert main(["config", "check", str(cfg)]) == 3
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("only", [",,,", " , ", ""])
+def test_only_with_nothing_between_the_commas_is_a_usage_error(only: str, capsys):
+    """",,," selects no check: read as "no filter" it would run everything. Like every usage error: 3."""
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--only", only])
+    assert exc.value.code == 3
+    err = capsys.readouterr().err
+    assert "argument --only:" in err and "names nothing" in err
+
+
+def test_verbose_is_documented_as_the_full_table(capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "every check with its evidence" in out and "-vv also logs debug" in out
+
+
+@pytest.mark.parametrize("text, key", [
+    ("facts: {region: cn-north-1, partition: aws}\n", "facts.region: \"cn-north-1\" is a region of the aws-cn partition"),
+    ("imds: {endpoint: \"http://169.254.169.254:0\"}\n", "imds.endpoint: \"http://169.254.169.254:0\" names port 0"),
+    ("imds: {endpoint: \"http://169.254.169.254 \"}\n", "imds.endpoint: \"http://169.254.169.254 \" has whitespace"),
+    ("publish: {http: {port: 0}}\n", "publish.http.port: 0 is not a port"),
+])
+def test_config_check_refuses_port_zero_whitespace_and_a_foreign_region(tmp_path: Path, capsys, text: str, key: str):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    assert main(["config", "check", str(cfg)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and key in captured.err, captured.err
+
+
+def test_check_starts_the_isolation_probe_first_for_the_targets_it_runs(tmp_path, monkeypatch):
+    """`check` starts egress probes before the run (from the config read ahead), only for the
+    targets that --only and checks.overrides leave in, with the settings the run then uses."""
+    from vpce_doctor.checks import isolation_probe
+
+    started = []
+    monkeypatch.setattr(isolation_probe, "prestart", lambda settings, targets: started.append((settings, list(targets))))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(LOOPBACK_CONFIG + 'egress: {targets: ["127.0.0.1:9", "127.0.0.2:9"], timeout_s: 0.2}\n'
+                   "checks: {overrides: {egress.127.0.0.2: {enabled: false}}}\n")
+    main(["check", "--config", str(cfg), "--format", "json", "--only", "egress"])
+    assert [[t.host for t in targets] for _, targets in started] == [["127.0.0.1"]]
+    assert started[0][0].egress_timeout_s == 0.2 and started[0][0].resolver == "127.0.0.1"
+    started.clear()
+    main(["check", "--config", str(cfg), "--format", "json", "--only", "resolver"])
+    assert started == []  # nothing of this run dials the internet targets

@@ -200,6 +200,7 @@ def test_blackholed_api_gives_up_after_one_short_connect(aws_env, monkeypatch):
     f = out.findings[0]
     assert f.status == Status.OK and f.summary.startswith("EC2 API not reachable from here (")
     assert f.summary.endswith("identity checks rest on CIDR evidence")
+    assert f.evidence["endpoint_url"] == f"https://{api_ip}"
 
 
 def test_imds_credential_fetch_is_bounded(aws_env, monkeypatch):
@@ -212,10 +213,16 @@ def test_imds_credential_fetch_is_bounded(aws_env, monkeypatch):
     monkeypatch.setenv("AWS_METADATA_SERVICE_TIMEOUT", "30")  # must not stretch our bound
     monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "5")
     with netns("imds", ["169.254.169.254", "198.51.100.64"]) as ns:
-        ns.nft(["ip daddr 169.254.169.254 tcp dport 80 drop", "ip daddr 198.51.100.64 tcp dport 443 drop"])
+        ns.nft(["ip daddr 169.254.169.254 tcp dport 80 drop"])
+        # The API address answers TCP (a dropped one is found before any client is built): the
+        # client is built, and signing the first call needs the credentials IMDS never gives.
+        listener = ns.listener("198.51.100.64", 443)
         use_endpoints(monkeypatch, ec2="https://198.51.100.64")
         start = time.monotonic()
-        out = ns.call(lambda: run_check(ec2_check(), facts_for({"vpc_id": "vpc-0vdt"}), Settings()))
+        try:
+            out = ns.call(lambda: run_check(ec2_check(), facts_for({"vpc_id": "vpc-0vdt"}), Settings()))
+        finally:
+            listener.close()
         elapsed = time.monotonic() - start
     assert out.data.available is False and out.data.reason.startswith("NoCredentialsError")
     assert elapsed < 4.0, elapsed  # token PUT + role GET, 1 s each at most

@@ -1,5 +1,6 @@
 """egress.<host> against a real dnsmasq and real addresses in a test namespace: dropped (timeout),
-refused, and listening stand-ins for "the internet" (203.0.113.0/24), plus a loopback listener."""
+refused (a closed port: the kernel's RST), and listening stand-ins for "the internet"
+(203.0.113.0/24), plus a loopback listener and a closed loopback port; the probe started early."""
 from __future__ import annotations
 
 import socket
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from vpce_doctor.checks import egress
+from vpce_doctor.checks import egress, isolation_probe
 from vpce_doctor.checks import net as netmod
 from vpce_doctor.checks.model import Settings, Status, Target
 
@@ -73,9 +74,79 @@ def test_connection_is_an_internet_path(net):
     assert f"open.vdt.test:443 ({OPEN})" in f.cause and "0.0.0.0/0" in f.fix
 
 
-def test_refused_is_isolated(net):
+def test_rst_from_an_internet_address_is_not_isolated(net):
+    """A closed port on an "internet" host: its kernel answers the SYN with an RST. Something
+    answered, so the SYN was not dropped as it is in a VPC without an internet path."""
     f, elapsed = run(net, "refused.vdt.test")
-    assert f.status == Status.OK and "(refused)" in f.summary and elapsed < 0.9
+    assert f.status == Status.CRITICAL and f.cause_code == "internet_path_refused", f
+    assert f"TCP 443 to refused.vdt.test ({REFUSED}) was refused: an RST came back in" in f.cause
+    assert "0.0.0.0/0" in f.fix and "nft list ruleset" in f.fix
+    assert f.evidence["attempts"][0]["tcp"] == "refused" and elapsed < 0.9
+
+
+def test_rst_from_loopback_is_local_not_an_internet_path():
+    """A closed loopback port refuses too, but nothing left the host: no internet path shown."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # now nothing listens there: the kernel answers RST
+    settings = Settings(egress_targets=(Target("127.0.0.1", port),), egress_timeout_s=1.0)
+    check = by_id(egress.checks(settings))["egress.127.0.0.1"]
+    f = run_check(check, FACTS, settings, {"resolver": {"server": "127.0.0.9"}}).findings[0]
+    assert f.status == Status.OK and f.cause_code is None and "(refused)" in f.summary, f
+
+
+def test_prestarted_probe_is_collected_by_the_check(net):
+    """prestart dials before the run; the check (still after the resolver) collects that result:
+    one wait of egress_timeout_s in all, not two."""
+    settings = Settings(egress_targets=(Target("google.com", 443),), egress_timeout_s=1.0, resolver=RESOLVER)
+    check = by_id(egress.checks(settings))["egress.google.com"]
+    start = time.monotonic()
+
+    def both():
+        isolation_probe.prestart(settings)
+        return run_check(check, FACTS, settings, {"resolver": {"server": RESOLVER}})
+
+    f = net.call(both).findings[0]
+    elapsed = time.monotonic() - start
+    assert f.status == Status.OK and f.evidence["started_early"] is True, f
+    assert f.evidence["dns"]["server"] == RESOLVER and f.evidence["attempts"][0]["tcp"] == "timeout"
+    assert 0.9 <= elapsed < 1.8, elapsed
+
+
+def test_prestart_without_dns_answer_resolves_through_the_resolver_checks_server(net):
+    """The early lookup went to a server that said nothing: the check asks the server the resolver
+    check found answering, as without a head start (same result, only later)."""
+    settings = Settings(egress_targets=(Target("open.vdt.test", 443),), egress_timeout_s=1.0,
+                        resolver="10.0.0.9", dns_timeout_s=0.3)
+    check = by_id(egress.checks(settings))["egress.open.vdt.test"]
+
+    def both():
+        isolation_probe.prestart(settings)
+        return run_check(check, FACTS, settings, {"resolver": {"server": RESOLVER}})
+
+    f = net.call(both).findings[0]
+    assert f.evidence["started_early"] is False and f.evidence["dns"]["server"] == RESOLVER
+    assert f.status == Status.CRITICAL and f.cause_code == "internet_path"
+
+
+def test_prestarted_probe_of_other_settings_is_not_used(net):
+    early = Settings(egress_targets=(Target("open.vdt.test", 443),), egress_timeout_s=0.5, resolver=RESOLVER)
+    later = Settings(egress_targets=(Target("open.vdt.test", 443),), egress_timeout_s=1.0, resolver=RESOLVER)
+    check = by_id(egress.checks(later))["egress.open.vdt.test"]
+
+    def both():
+        isolation_probe.prestart(early)
+        return run_check(check, FACTS, later, {"resolver": {"server": RESOLVER}})
+
+    f = net.call(both).findings[0]
+    assert f.evidence["started_early"] is False and f.cause_code == "internet_path"
+
+
+def test_link_local_resolver_is_the_resolver_checks_fallback():
+    from vpce_doctor.checks import resolver
+
+    assert isolation_probe.LINK_LOCAL_RESOLVER == resolver.FALLBACK_RESOLVER == "169.254.169.253"
 
 
 def test_nxdomain_is_isolated(net):

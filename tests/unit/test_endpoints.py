@@ -27,6 +27,7 @@ WRONG_CERT_IP = "10.0.1.104"  # serves a certificate for another name
 DROPPED_IPS = ("10.0.1.106", "10.0.2.106")  # both drop TCP 443
 NO_ROUTE_IP = "10.99.0.1"  # no route in the namespace
 STALE_IP = "10.0.1.110"  # kms answers this; assigned, nothing listens (a deleted endpoint's address)
+PUBLIC_OK_IP = "198.51.100.70"  # a public service address that answers (as through a NAT)
 
 HOST = "{}.us-east-1.amazonaws.com".format
 
@@ -50,13 +51,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
     dns: Optional[Dnsmasq] = None
     listeners = []
     try:
-        ns.create([RESOLVER, SILENT_RESOLVER, *SSM_IPS, *HALF_IPS, *REFUSED_IPS, WRONG_CERT_IP, *DROPPED_IPS, STALE_IP])
+        ns.create([RESOLVER, SILENT_RESOLVER, *SSM_IPS, *HALF_IPS, *REFUSED_IPS, WRONG_CERT_IP, *DROPPED_IPS, STALE_IP,
+                   PUBLIC_OK_IP])
         dns = Dnsmasq(ns, [RESOLVER], RECORDS, str(work), "amazon").start()
         ca = trustme.CA()
         ca_path = str(work / "ca.pem")
         ca.cert_pem.write_to_path(ca_path)
         good = ca.issue_cert("*.us-east-1.amazonaws.com", common_name="*.us-east-1.amazonaws.com")
-        for ip in (*SSM_IPS, *HALF_IPS, *DROPPED_IPS):
+        for ip in (*SSM_IPS, *HALF_IPS, *DROPPED_IPS, PUBLIC_OK_IP):
             listeners.append(TlsListener(ns, ip, good))
         listeners.append(TlsListener(ns, WRONG_CERT_IP, ca.issue_cert("www.example.org")))
         ns.nft("table inet vdt_ep {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
@@ -182,7 +184,8 @@ def test_public_answers_name_the_sharpest_cause(world: Dict[str, Any], ec2: Ec2V
     out = run(world, "dns.ssmmessages", {"resolver": {"server": RESOLVER}, "ec2.api": ec2})
     f = out.findings[0]
     assert (f.status, f.cause_code) == (Status.CRITICAL, code)
-    assert out.data is None
+    assert out.data["public"] is True  # reach.<svc> dials them (a NAT or a pin may carry the service)
+    assert out.data["finding"]["cause_code"] == code
     assert f.evidence["answers"] == ["198.51.100.66"] and f.evidence["address_kinds"] == {"198.51.100.66": "public"}
     assert f.cause and f.fix
     if code == "endpoint_missing":  # ids known: the fix carries the exact CLI command
@@ -264,13 +267,16 @@ def test_answers_missing_an_eni_warn(world: Dict[str, Any]) -> None:
 
 # --- reach.<svc> ---------------------------------------------------------------------------------
 
-def test_one_of_two_enis_times_out_is_az_unreachable(world: Dict[str, Any]) -> None:
+def test_own_subnet_eni_works_other_subnet_times_out_suspects_a_nacl(world: Dict[str, Any]) -> None:
+    """Issue 12: NACLs never filter inside a subnet, security groups don't care about subnets: the ENI in
+    the instance's own subnet (10.0.1.0/24) working while the other subnet's times out points at a NACL."""
     v = view(endpoint("ec2messages", HALF_IPS))
     start = time.monotonic()
     out = run(world, "reach.ec2messages", {"dns.ec2messages": dns_data("ec2messages", *HALF_IPS), "ec2.api": v})
     assert time.monotonic() - start < 1.5  # concurrent, bounded by connect_timeout_s
     summary, *per_ip = out.findings
-    assert (summary.id, summary.status, summary.cause_code) == ("reach.ec2messages", Status.WARNING, "az_unreachable")
+    assert (summary.id, summary.status, summary.cause_code) == ("reach.ec2messages", Status.WARNING, "nacl_suspected")
+    assert "10.0.1.0/24" in summary.cause and HALF_IPS[1] in summary.cause
     assert summary.evidence["bad_ips"] == [HALF_IPS[1]] and summary.evidence["total"] == 2
     by = {f.id: f for f in per_ip}
     bad = by[f"reach.ec2messages.{HALF_IPS[1]}"]
@@ -296,11 +302,12 @@ def test_certificate_for_another_name_is_tls_failed(world: Dict[str, Any]) -> No
     assert only.evidence["tcp"] == "connected" and "certificate" in only.evidence["tls_error"]
 
 
-def test_untrusted_ca_is_tls_failed(world: Dict[str, Any]) -> None:
+def test_untrusted_ca_is_a_foreign_issuer(world: Dict[str, Any]) -> None:
+    # trustme's CA (O=trustme …) is not Amazon's: more in test_tls_causes.py
     settings = Settings(services=("ssm",), connect_timeout_s=0.4, tls_timeout_s=2.0, ca_bundle=None)
     out = run(world, "reach.ssm", {"dns.ssm": dns_data("ssm", SSM_IPS[0]), "ec2.api": UNAVAILABLE},
               settings=settings)
-    assert (out.findings[0].status, out.findings[0].cause_code) == (Status.CRITICAL, "tls_failed")
+    assert (out.findings[0].status, out.findings[0].cause_code) == (Status.CRITICAL, "tls_foreign_issuer")
 
 
 def test_no_route_is_tcp_unreachable(world: Dict[str, Any]) -> None:
@@ -366,3 +373,83 @@ def test_runner_flow_healthy_and_blocked(world: Dict[str, Any], tmp_path: Any, m
     assert found["eni.kms"].cause_code == "eni_mismatch"  # 10.0.1.110 is not the ENI 10.0.1.111 ...
     assert found["reach.kms"].blocked_by is None  # ... yet reach still ran: refused, nothing listens there
     assert found["reach.kms"].cause_code == "tcp_refused"
+
+
+def _nacl(acl_id: str, *entries: Any) -> Any:
+    from vpce_doctor.checks.nacls import NaclView
+
+    return NaclView(acl_id, tuple(entries))
+
+
+def _entry(rule: int, egress: bool, action: str, ports: Tuple[int, int] = (0, 65535), protocol: str = "6",
+           cidr: str = "0.0.0.0/0") -> Any:
+    from vpce_doctor.checks.nacls import NaclEntry
+
+    return NaclEntry(rule, egress, protocol, action, cidr, ports[0], ports[1])
+
+
+ALLOW_ALL = (_entry(100, False, "allow", protocol="-1"), _entry(100, True, "allow", protocol="-1"))
+
+
+def test_nacl_entry_proven_by_the_view_is_named(world: Dict[str, Any]) -> None:
+    """With DescribeNetworkAcls: subnet b's NACL lets 443 in but no ephemeral ports back out."""
+    ep = endpoint("ec2messages", HALF_IPS, eni_subnets={HALF_IPS[0]: "subnet-0a", HALF_IPS[1]: "subnet-0b"})
+    acls = {"subnet-0a": _nacl("acl-0a", *ALLOW_ALL),
+            "subnet-0b": _nacl("acl-0b", _entry(100, False, "allow", (443, 443), cidr="10.0.0.0/16"),
+                               _entry(100, True, "allow", (443, 443), cidr="10.0.0.0/16"))}
+    out = run(world, "reach.ec2messages", {"dns.ec2messages": dns_data("ec2messages", *HALF_IPS),
+                                           "ec2.api": view(ep, network_acls=acls)})
+    summary, *per_ip = out.findings
+    assert (summary.status, summary.cause_code) == (Status.WARNING, "nacl_blocks")
+    assert "acl-0b" in summary.cause and "outbound" in summary.cause and "final * deny" in summary.cause
+    assert "reply" in summary.cause and "--egress" in summary.fix and "--network-acl-id acl-0b" in summary.fix
+    bad = by_id(per_ip)[f"reach.ec2messages.{HALF_IPS[1]}"]
+    assert bad.cause_code == "nacl_blocks"
+
+
+def test_nacls_that_allow_rule_a_nacl_out(world: Dict[str, Any]) -> None:
+    ep = endpoint("ec2messages", HALF_IPS, eni_subnets={HALF_IPS[0]: "subnet-0a", HALF_IPS[1]: "subnet-0b"})
+    acls = {"subnet-0a": _nacl("acl-0a", *ALLOW_ALL), "subnet-0b": _nacl("acl-0b", *ALLOW_ALL)}
+    out = run(world, "reach.ec2messages", {"dns.ec2messages": dns_data("ec2messages", *HALF_IPS),
+                                           "ec2.api": view(ep, network_acls=acls)})
+    assert out.findings[0].cause_code == "az_unreachable"
+
+
+def test_a_refused_stale_record_next_to_working_enis_is_not_an_az(world: Dict[str, Any]) -> None:
+    ips = (SSM_IPS[0], REFUSED_IPS[0])
+    out = run(world, "reach.ssm", {"dns.ssm": dns_data("ssm", *ips), "ec2.api": UNAVAILABLE})
+    summary = out.findings[0]
+    assert (summary.status, summary.cause_code) == (Status.WARNING, "stale_answer_refused")
+    assert REFUSED_IPS[0] in summary.cause
+
+
+def test_nacl_evaluation_order_and_scope() -> None:
+    from vpce_doctor.checks.nacls import tcp_drop
+
+    acls = {"subnet-a": _nacl("acl-a", _entry(90, True, "deny", (443, 443), cidr="10.0.2.0/24"), *ALLOW_ALL)}
+    drop = tcp_drop(acls, "subnet-a", "10.0.1.10", "subnet-b", "10.0.2.5", 443)
+    assert drop is not None and (drop.nacl_id, drop.direction, drop.rule, drop.leg) == ("acl-a", "outbound", "90", "request")
+    assert tcp_drop(acls, "subnet-a", "10.0.1.10", "subnet-a", "10.0.1.5", 443) is None  # inside one subnet
+    assert tcp_drop(acls, "subnet-a", "10.0.1.10", "subnet-b", "10.0.3.5", 443) is None  # rule 90 doesn't match
+
+
+def _public(service: str, *answers: str) -> Dict[str, Any]:
+    return {"host": HOST(service), "answers": list(answers), "ttl": 60, "resolver": RESOLVER, "public": True,
+            "finding": {"cause_code": "private_dns_disabled", "cause": "Private DNS is off", "fix": "turn it on"}}
+
+
+def test_public_answers_that_answer_mean_the_service_works_over_the_internet(world: Dict[str, Any]) -> None:
+    """Issue 12: with a NAT or IGW, SSM works without Private DNS; reach says how, the verdict can say works."""
+    out = run(world, "reach.ssm", {"dns.ssm": _public("ssm", PUBLIC_OK_IP), "ec2.api": UNAVAILABLE})
+    f = out.findings[0]
+    assert (f.status, f.cause_code) == (Status.WARNING, "reach_via_internet"), f
+    assert f.evidence["path"] == "internet" and out.data["ok_ips"] == [PUBLIC_OK_IP]
+
+
+def test_public_answers_that_do_not_answer_read_as_blocked_by_dns(world: Dict[str, Any]) -> None:
+    out = run(world, "reach.ssm", {"dns.ssm": _public("ssm", "198.51.100.66"), "ec2.api": UNAVAILABLE})
+    f = out.findings[0]
+    assert (f.status, f.blocked_by, f.cause_code) == (Status.CRITICAL, "dns.ssm", "private_dns_disabled")
+    assert out.data is None and len(out.findings) == 1
+    eni = run(world, "eni.ssm", {"dns.ssm": _public("ssm", "198.51.100.66"), "ec2.api": UNAVAILABLE})
+    assert eni.findings[0].blocked_by == "dns.ssm" and eni.data is None

@@ -36,3 +36,13 @@ def test_no_repr_survives() -> None:
     assert "0x" not in without_reprs(text) and "timed out" in without_reprs(text)
     assert exception_text(ValueError(f"odd {REPR} answer")) == "ValueError: odd answer"
     assert without_reprs("plain text") == "plain text"
+
+
+def test_an_ssl_error_number_is_not_an_os_errno() -> None:
+    """ssl.SSLError.errno 1 is OpenSSL's code for a failed verification, not EPERM."""
+    import ssl
+
+    exc = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                          "unable to get local issuer certificate (_ssl.c:1006)")
+    text = exception_text(exc)
+    assert "EPERM" not in text and "not permitted" not in text and "CERTIFICATE_VERIFY_FAILED" in text

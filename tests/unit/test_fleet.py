@@ -13,12 +13,14 @@ import argparse
 import json
 import math
 import os
+import re
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -296,15 +298,17 @@ def test_untrusted_certificate_is_one_line(fleet_lab: Tuple[FleetLab, Seeded], c
 
 # --- what is sent, and the error paths (a scripted server on loopback) -------------------------------
 
-Scripted = Tuple[int, Dict[str, Any]]
+Scripted = Optional[Tuple[int, Dict[str, Any]]]  # None: read the request, never answer (a stalled endpoint)
 
 
 class FakeSsm:
-    """Answers each GetInventory with the next scripted (status, JSON body); the last one repeats."""
+    """Answers each GetInventory with the next scripted (status, JSON body); the last one repeats.
+    A None reply stalls: the request is read and nothing comes back until the server closes."""
 
     def __init__(self, replies: Sequence[Scripted]) -> None:
         self.replies = list(replies)
         self.requests: List[Dict[str, Any]] = []
+        self.release = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -313,7 +317,12 @@ class FakeSsm:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fake.requests.append({"target": self.headers.get("X-Amz-Target"), "body": json.loads(body or b"{}")})
-                status, reply = fake.replies[min(len(fake.requests), len(fake.replies)) - 1]
+                scripted = fake.replies[min(len(fake.requests), len(fake.replies)) - 1]
+                if scripted is None:
+                    fake.release.wait(30)  # bounded: close() sets it
+                    self.close_connection = True
+                    return
+                status, reply = scripted
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -331,6 +340,7 @@ class FakeSsm:
         self.thread.start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
@@ -455,6 +465,9 @@ def test_no_region_and_no_credentials(fake_ssm: Any, capsys: pytest.CaptureFixtu
     (["--max-results", "51"], "--max-results: 51 is out of range"),
     (["--max-results", "0"], "--max-results: 0 is out of range"),
     (["--type-name", "VpceDoctor"], "--type-name: 'VpceDoctor' is not an inventory type name"),
+    (["--deadline", "0"], "--deadline: 0 is out of range; expected 0 < S <= 3600"),
+    (["--deadline", "nan"], "--deadline: nan is out of range"),
+    (["--deadline", "7200"], "--deadline: 7200 is out of range"),
 ])
 def test_bad_values_exit_3(capsys: pytest.CaptureFixture, argv: List[str], message: str) -> None:
     code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", "http://127.0.0.1:9", *argv)
@@ -520,3 +533,61 @@ def test_a_bad_endpoint_url_is_named(url: str, capsys: pytest.CaptureFixture, mo
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     code, _, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", url)
     assert code == 3 and err.startswith("vpce-doctor fleet: error: --endpoint-url: ") and "internal" not in err
+
+
+# --- the overall deadline and what foreign bytes may do ----------------------------------------------
+
+def test_a_stalled_endpoint_is_named_after_the_deadline_never_an_all_clear(fake_ssm: Any,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    server = fake_ssm(None)  # accepts, reads GetInventory, never answers
+    started = time.monotonic()
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url, "--deadline", "1")
+    elapsed = time.monotonic() - started
+    assert code == 3 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+    assert 0.9 <= elapsed < 2.5, elapsed
+    assert err.startswith("vpce-doctor fleet: error: the deadline passed (--deadline 1 s) before GetInventory "
+                          "finished; not fetched: the not-OK Custom:VpceDoctor findings, which instances publish "
+                          "Custom:VpceDoctor, the managed instances (AWS:InstanceInformation)."), err
+    assert "not an all-clear" in err and server.requests
+
+
+def test_the_deadline_names_the_coverage_queries_when_the_findings_came(fake_ssm: Any,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    server = fake_ssm((200, {"Entities": [entity("i-1", finding("dns.ssm", "CRITICAL", "private_dns_disabled"))],
+                             "NextToken": "t1"}),
+                      (200, {"Entities": []}),
+                      None)  # the coverage query (who publishes) stalls
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url, "--deadline", "1.5",
+                               "--format", "json")
+    assert code == 3 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+    assert ("not fetched: which instances publish Custom:VpceDoctor, the managed instances "
+            "(AWS:InstanceInformation).") in err and "findings" not in err, err
+    assert len(server.requests) >= 3
+
+
+def test_a_list_of_only_commas_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as raised:
+        fleet.main(["--check", ",,,"])
+    assert raised.value.code == 3 and "argument --check:" in capsys.readouterr().err
+
+
+ATTACK = "\x1b[2J\x1b]0;owned\x07\r\u202eKO\u2066 \x9b31m"
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_control_bytes_from_aws_never_reach_the_terminal(fake_ssm: Any, capsys: pytest.CaptureFixture) -> None:
+    """An error message and inventory entries (what another instance published) carrying ESC, CR,
+    8-bit CSI and bidi overrides are printed as visible escapes, in every output."""
+    server = fake_ssm((400, {"__type": "AccessDeniedException", "message": "denied" + ATTACK}))
+    code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url)
+    assert code == 3 and not RAW_CONTROL.search(out + err), repr(err)
+    assert "\\x1b[2J" in err and "\\u202eKO" in err and "\\x9b31m" in err
+    bad = dict(finding("dns.ssm", "CRITICAL", "private_dns_disabled" + ATTACK + "\nfake row"), Cause="c" + ATTACK,
+               Fix="f" + ATTACK, Summary="s" + ATTACK)
+    for fmt in ("table", "json"):
+        server = fake_ssm((200, {"Entities": [entity("i-1", bad)]}))
+        code, out, err = run_fleet(capsys, "--region", REGION, "--endpoint-url", server.url, "--format", fmt, "-v")
+        assert code == 2, err
+        assert not RAW_CONTROL.search(out + err), (fmt, out)
+        assert "private_dns_disabled" in out
+        assert not any(line.lstrip().startswith("fake row") for line in out.splitlines())  # one line per cell

@@ -430,7 +430,10 @@ def test_static_facts_are_asked_once_the_rest_every_time(remembering: None) -> N
     mac_paths = {p.replace(MAC, "{mac}") for p in again}
     # The role's credentials too: the SSM agent gets fresh ones from IMDS, so they are asked each time.
     assert mac_paths == {"public-ipv4", "iam/info", "network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks",
-                         "network/interfaces/macs/{mac}/security-group-ids", "iam/security-credentials/"}, again
+                         "network/interfaces/macs/{mac}/security-group-ids", "iam/security-credentials/",
+                         # IPv6 addresses and CIDRs can be assigned while the instance runs (agent/imds6.py)
+                         "network/interfaces/macs/{mac}/ipv6s", "network/interfaces/macs/{mac}/vpc-ipv6-cidr-blocks",
+                         "network/interfaces/macs/{mac}/subnet-ipv6-cidr-blocks"}, again
 
 
 def test_changeable_facts_follow_imds(remembering: None) -> None:

@@ -261,3 +261,18 @@ def test_an_agent_connected_while_one_path_fails_breaks_only_that_paths_verdicts
     out = v(f)
     assert out["run_command"].status == "works"  # through ec2messages
     assert out["session_manager"].status == "broken" and "dns.ssmmessages" in out["session_manager"].reason
+
+
+def test_service_proven_over_the_internet_is_not_broken_by_its_dns_finding():
+    """Issue 12: Private DNS off, but a NAT carries SSM: the verdicts say works (degraded), the DNS
+    finding stays CRITICAL; without that proof the same DNS finding breaks them."""
+    f = healthy()
+    f["dns.ssm"] = bad("dns.ssm", code="private_dns_disabled")
+    f["eni.ssm"] = Finding("eni.ssm", Status.CRITICAL, "not run: blocked by dns.ssm", blocked_by="dns.ssm")
+    f["reach.ssm"] = Finding("reach.ssm", Status.WARNING, "ssm works, but not through an interface endpoint",
+                             cause_code="reach_via_internet", evidence={"path": "internet"})
+    out = v(f)
+    assert out["session_manager"].status == "works" and "not through an interface endpoint" in out["session_manager"].reason
+    assert out["run_command"].status == "works"
+    f["reach.ssm"] = Finding("reach.ssm", Status.CRITICAL, "blocked", blocked_by="dns.ssm")
+    assert v(f)["session_manager"].status == "broken"

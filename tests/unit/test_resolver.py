@@ -2,6 +2,10 @@
 (see fixtures_net); /etc/hosts and /etc/resolv.conf are files written by the test."""
 from __future__ import annotations
 
+import select
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
@@ -98,7 +102,8 @@ def test_falls_back_to_link_local_address(world: Dict[str, Any]) -> None:
     assert "after 10.9.0.2 gave no answer" in f.summary
 
 
-def test_both_addresses_silent_is_resolver_unreachable(world: Dict[str, Any]) -> None:
+def test_both_addresses_silent_is_resolver_unreachable(world: Dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resolver, "LATE_WAIT_S", 0.8)  # the late-reply window, shortened for the test
     settings = Settings(services=("ssm",), dns_timeout_s=0.3, resolver=SILENT)
     start = time.monotonic()
     drops = [f"ip daddr {LINK_LOCAL} udp dport 53 drop", f"ip daddr {LINK_LOCAL} tcp dport 53 drop"]
@@ -133,6 +138,96 @@ def test_slow_answer_is_resolver_slow(world: Dict[str, Any], monkeypatch: pytest
     f = out.findings[0]
     assert (f.status, f.cause_code) == (Status.WARNING, "resolver_slow")
     assert out.data == {"server": AMAZON} and str(f.evidence["latency_ms"]) in f.cause
+
+
+# --- a slow resolver is not a silent one ---------------------------------------------------------
+
+SLOW = "10.0.0.5"  # the lab's delaying forwarder (tests/lab/dns_delay.py) in front of AMAZON
+SLOW_MS = 1100
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def slow(world: Dict[str, Any]) -> Iterator[str]:
+    ns = world["ns"]
+    ns.exec("ip", "addr", "add", f"{SLOW}/32", "dev", "lo")
+    proc = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-m", "tests.lab.dns_delay",
+                             "--listen", SLOW, "--upstream", AMAZON, "--delay-ms", str(SLOW_MS)], cwd=str(REPO),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # ready once its TCP listener accepts (bound together with the UDP one)
+            with ns.entered():
+                try:
+                    socket.create_connection((SLOW, 53), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+            select.select([], [], [], 0.05)  # poll interval of a bounded readiness wait
+        yield SLOW
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _resolv(tmp_path: Path, options: str) -> str:
+    path = tmp_path / "resolv.conf"
+    path.write_text(f"nameserver {AMAZON}\noptions {options}\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("options,status", [("timeout:1 attempts:2", Status.CRITICAL),
+                                            ("timeout:2", Status.WARNING)])
+def test_late_reply_is_slow_not_silent(world: Dict[str, Any], slow: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch, options: str, status: Status) -> None:
+    monkeypatch.setattr(resolver, "LATE_WAIT_S", 3.0)
+    monkeypatch.setattr(resolver, "RESOLV_CONF_PATH", _resolv(tmp_path, options))
+    settings = Settings(services=("ssm",), dns_timeout_s=0.3, resolver=slow)
+    drops = [f"ip daddr {LINK_LOCAL} udp dport 53 drop", f"ip daddr {LINK_LOCAL} tcp dport 53 drop"]
+    start = time.monotonic()
+    with nft_table(world["ns"], drops):
+        out = run(world, "resolver", settings=settings)
+    assert time.monotonic() - start < SLOW_MS / 1000 + 1.0  # it stops at the late reply, not at LATE_WAIT_S
+    f = out.findings[0]
+    # Past resolv.conf's timeout the SSM agent (Go: a fresh socket per try) never sees the answer.
+    assert (f.status, f.cause_code) == (status, "resolver_slow_beyond_timeout")
+    assert f.evidence["server"] == slow and f.evidence["latency_ms"] >= SLOW_MS
+    assert sorted(f.evidence["answers"]) == sorted(ENIS) and "enableDnsSupport is not the cause" in f.cause
+    assert out.data["server"] == slow and out.data["query_timeout_s"] >= SLOW_MS / 1000
+
+
+def test_dependents_wait_as_long_as_the_resolver_needs(world: Dict[str, Any], slow: str) -> None:
+    from vpce_doctor.checks import endpoints
+
+    settings = Settings(services=("ssm",), dns_timeout_s=0.3)
+    check = by_id(endpoints.checks(settings))["dns.ssm"]
+    view = {"ec2.api": None}
+    with world["ns"].entered():
+        measured = run_check(check, LAB_FACTS, settings, dict(view, resolver={"server": slow, "query_timeout_s": 1.8}))
+        unmeasured = run_check(check, LAB_FACTS, settings, dict(view, resolver={"server": slow}))
+    assert measured.findings[0].status == Status.OK, measured.findings[0].summary
+    assert unmeasured.findings[0].cause_code == "dns_timeout"
+
+
+def test_programs_time_out_on_a_resolver_slower_than_resolv_conf(world: Dict[str, Any], tmp_path: Path) -> None:
+    slow_data = {"server": AMAZON, "query_timeout_s": 1.8,
+                 "slow_for_clients": {"latency_ms": 1200.0, "resolv_conf_timeout_s": 1.0, "clients": "longer than"}}
+    out = run(world, "resolver.system", data={"resolver": slow_data},
+              **files(tmp_path, hosts=f"{ENIS[0]} {S3}\n", resolv=f"nameserver {AMAZON}\noptions timeout:1\n"))
+    f = out.findings[0]
+    assert (f.status, f.cause_code) == (Status.CRITICAL, "resolver_slow_beyond_timeout")
+    assert out.data["misled_hosts"] == [SSM]  # the /etc/hosts line for S3 still answers at once
+    # A custom nameserver next to it is compared as usual (it may answer in time).
+    other = run(world, "resolver.system", data={"resolver": slow_data},
+                **files(tmp_path, resolv=f"nameserver {AMAZON}\nnameserver {CUSTOM}\n"))
+    assert other.findings[0].cause_code == "custom_dns_public_answers"
+
+
+def test_read_resolv_options(tmp_path: Path) -> None:
+    assert resolver.read_resolv_options(_resolv(tmp_path, "rotate timeout:1 attempts:5")) == (1.0, 5)
+    assert resolver.read_resolv_options(str(tmp_path / "missing")) == (5.0, 2)  # glibc's defaults
+    assert resolver.read_resolv_options(_resolv(tmp_path, "timeout:99 attempts:9")) == (30.0, 5)  # glibc's caps
 
 
 # --- resolver.system -----------------------------------------------------------------------------
@@ -181,8 +276,11 @@ def test_hosts_file_override_is_critical(world: Dict[str, Any], tmp_path: Path) 
 def test_custom_nameserver_differing_is_critical(world: Dict[str, Any], tmp_path: Path) -> None:
     out = system(world, tmp_path, resolv=f"nameserver {CUSTOM}\n")
     f = out.findings[0]
-    assert (f.status, f.cause_code) == (Status.CRITICAL, "system_dns_differs")
+    assert (f.status, f.cause_code) == (Status.CRITICAL, "custom_dns_public_answers")
     assert f"nameserver {CUSTOM}" in f.cause
+    # No EC2 view here: the DHCP option set is named as the likely origin, unconfirmed.
+    assert f.evidence["dhcp_options"]["known"] is False and "DHCP option set" in f.cause
+    assert "aws ec2 associate-dhcp-options --dhcp-options-id <amazon-dhcp-options-id> --vpc-id vpc-0lab" in f.fix
     # Only ssm differs: two public S3 answers are load balancing, not a disagreement.
     assert [(d["host"], d["source"]) for d in f.evidence["differences"]] == [(SSM, f"nameserver {CUSTOM}")]
     assert f.evidence["hosts"][S3][f"nameserver {CUSTOM}"] == ["198.51.100.11"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 import time
 
-from vpce_doctor.checks.model import Check, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
-from vpce_doctor.runner import Runner, select
+from vpce_doctor.checks.model import Check, Facts, Finding, Settings, Status, outcome
+from vpce_doctor.runner import Runner, select, would_run
 
 FACTS = Facts(region="us-east-1", vpc_cidr="10.0.0.0/16", imds_state="ok")
 
@@ -123,3 +123,13 @@ def test_wanted_check_runs_first_and_its_missing_data_does_not_block():
     found = run([Check("ssm_agent", agent, wants=("reach.ssm", "reach.kms")), Check("reach.ssm", failed)])
     assert found["ssm_agent"].blocked_by is None and found["ssm_agent"].status == Status.WARNING
     assert seen == {"ran": True, "data": None, "absent": False}
+
+
+def test_would_run_follows_only_and_overrides():
+    """What the CLI asks before starting the isolation probe early: the same selectors as --only
+    (id or dotted prefix) and checks.overrides (enabled: false)."""
+    assert would_run("egress.google.com", None)
+    assert would_run("egress.google.com", ["egress"]) and would_run("egress.google.com", ["dns", "egress.google.com"])
+    assert not would_run("egress.google.com", ["dns.ssm"]) and not would_run("egress.google.com", ["egr"])
+    assert not would_run("egress.google.com", None, [("egress", False, None)])
+    assert would_run("egress.google.com", None, [("egress", True, "WARNING"), ("egress.example.com", False, None)])

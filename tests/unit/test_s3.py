@@ -3,6 +3,8 @@ s3.api / s3.object against moto, against an S3-shaped listener for what moto doe
 bucket in another region, AccessDenied wording), and against a dropped address (timeouts)."""
 from __future__ import annotations
 
+import re
+import sys
 import time
 from typing import Any, Dict
 
@@ -63,6 +65,9 @@ def dns_ns(tmp_path_factory):
         "--host-record=s3.eu-central-1.amazonaws.com,10.0.1.150",  # a shadowing record + public
         "--host-record=s3.eu-central-1.amazonaws.com,198.51.100.10",
         "--txt-record=s3.ca-central-1.amazonaws.com,nodata",  # the name exists, no A
+        # S3 answers every virtual-hosted bucket name (a wildcard); s3.dns asks the SSM agent's bucket's
+        *(f"--host-record=aws-ssm-{r}.s3.{r}.amazonaws.com,198.51.100.10"
+          for r in ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1")),
         "--local=/amazonaws.com/",  # everything else: NXDOMAIN
     ]
     with netns("s3d", [RESOLVER, DEAD_RESOLVER]) as ns:
@@ -155,7 +160,9 @@ def test_route_present(aws_env, moto_url, monkeypatch):
 
 def test_route_missing_on_subnet_table(aws_env, moto_url, monkeypatch):
     ids, f = route_from_moto(moto_url, monkeypatch, gateway_on_subnet_table=False)
-    assert f.status == Status.CRITICAL and f.cause_code == "s3_route_missing"
+    # the endpoint is on another table: named, so the user sees which box was ticked (issue 12)
+    assert f.status == Status.CRITICAL and f.cause_code == "s3_route_other_tables"
+    assert ids["other_rtb"] in f.cause and ids["route_table_id"] in f.cause
     assert (f"modify-vpc-endpoint --vpc-endpoint-id {ids['s3_gateway']} --add-route-table-ids "
             f"{ids['route_table_id']}") in f.fix
     assert f.evidence["gateway_route_tables"] == [ids["other_rtb"]]
@@ -441,9 +448,33 @@ def test_timeout_without_route_is_the_missing_association(aws_env, monkeypatch, 
     assert route.cause_code == f.cause_code and route.fix == f.fix
 
 
-def test_timeout_without_view_is_no_gateway_route(aws_env, monkeypatch, drop_ns):
+def test_timeout_without_view_names_route_and_sg_unproven(aws_env, monkeypatch, drop_ns):
+    """Issue 12: without the EC2 API a drop is not proof of a missing route; the instance SG's egress
+    to the prefix list (and the NACL's CIDRs) drop the same way. Both are named, the route first."""
     f, _ = timeout_run(drop_ns, monkeypatch, view=UNAVAILABLE)
-    assert f.cause_code == "s3_no_gateway_route"
+    assert f.cause_code == "s3_no_answer"
+    assert "not proven" in f.cause and "the route, then the instance security group" in f.cause
+    assert "--add-route-table-ids" in f.fix and "authorize-security-group-egress" in f.fix
+    assert "cannot reference prefix lists" in f.fix
+    assert f.evidence["dialled"]["addresses"] == [S3_IPS[0]]  # what botocore dialled, not the resolver's
+    assert not re.search(r"\{[a-z_]+\}", f.fix)  # unknown ids are <placeholders>, never raw template fields
+
+
+def test_timeout_with_route_known_and_rules_unknown_puts_the_sg_first(aws_env, monkeypatch, drop_ns):
+    view = lab_view(security_group_rules={})
+    f, _ = timeout_run(drop_ns, monkeypatch, view=view)
+    assert f.cause_code == "s3_no_answer" and "the instance security group's egress, then the route" in f.cause
+
+
+def test_timeout_to_a_pinned_address_names_the_pin(aws_env, monkeypatch, drop_ns):
+    """/etc/hosts sends the bucket's name somewhere S3 is not: that is the cause, not the route."""
+    from vpce_doctor.checks import dialled
+
+    pinned = dialled.Dialled("b.s3.us-east-1.amazonaws.com", ("10.0.1.150",), dialled.HOSTS_PATH)
+    monkeypatch.setattr(s3errors, "resolve", lambda host, timeout: pinned)
+    f, _ = timeout_run(drop_ns, monkeypatch, view=lab_view())
+    assert f.cause_code == "system_dns_differs"
+    assert "10.0.1.150" in f.summary and "/etc/hosts" in f.cause
 
 
 def test_timeout_with_route_blames_the_security_group(aws_env, monkeypatch, drop_ns):
@@ -462,7 +493,7 @@ def test_timeout_with_route_and_sg_open_is_path_blocked(aws_env, monkeypatch, dr
 def test_object_timeout_too(aws_env, monkeypatch, drop_ns):
     settings = Settings(connect_timeout_s=0.5, s3_bucket="vdt-lab-bucket", s3_key="hello.txt")
     f, _ = timeout_run(drop_ns, monkeypatch, "s3.object", view=UNAVAILABLE, settings=settings)
-    assert f.status == Status.CRITICAL and f.cause_code == "s3_no_gateway_route"
+    assert f.status == Status.CRITICAL and f.cause_code == "s3_no_answer"
 
 
 def test_access_denied_cause_texts():
@@ -472,3 +503,31 @@ def test_access_denied_cause_texts():
         "s3_access_denied_bucket_policy"
     assert s3errors.access_denied_cause("... with an explicit deny in an identity-based policy") == "s3_access_denied_iam"
     assert s3errors.access_denied_cause("... with an explicit deny in a service control policy") == "s3_access_denied"
+
+
+def test_timeout_with_a_nacl_that_allows_only_the_vpc_names_the_entry(aws_env, monkeypatch, drop_ns):
+    """Route and SG allow S3; the instance subnet's NACL (which cannot reference the prefix list)
+    allows only the VPC CIDR: the entry is named, with the prefix list's CIDRs to add."""
+    import dataclasses
+
+    from vpce_doctor.checks.nacls import NaclEntry, NaclView
+
+    acl = NaclView("acl-0vdt", (NaclEntry(100, True, "-1", "allow", "10.0.0.0/16"),
+                                NaclEntry(100, False, "-1", "allow", "10.0.0.0/16")))
+    view = lab_view(network_acls={"subnet-0a": acl})
+    monkeypatch.setattr(sys.modules[__name__], "FACTS", dataclasses.replace(FACTS, local_ipv4="10.0.1.10"))
+    f, _ = timeout_run(drop_ns, monkeypatch, view=view)
+    assert f.cause_code == "nacl_blocks" and "acl-0vdt" in f.cause and "outbound" in f.cause
+    assert "198.51.100.0/28" in f.fix and "cannot reference prefix lists" in f.fix and "--egress" in f.fix
+
+
+def test_not_tried_when_the_instances_own_resolver_fails_the_name():
+    """resolver.system: this instance's nameserver fails s3's name (too slow, dead): botocore would
+    fail the same way, later; the S3 calls name that root instead of timing out themselves."""
+    data = dict(call_data(), **{"resolver.system": {"misled_hosts": ["s3.us-east-1.amazonaws.com"]}})
+    settings = Settings(s3_bucket="vdt-lab-bucket", s3_key="hello.txt")
+    for cid in ("s3.api", "s3.object"):
+        start = time.monotonic()
+        f = run_check(checks(settings)[cid], FACTS, settings, data).findings[0]
+        assert time.monotonic() - start < 0.5
+        assert (f.status, f.blocked_by, f.cause_code) == (Status.CRITICAL, "resolver.system", "aws_call_blocked")

@@ -37,6 +37,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs
 
 from .protocol import Reply, Request, json_error, query_error
+from .dynamodb_gateway import policy_by_ip as dynamodb_policy_by_ip
 from .seed import ACCOUNT_ID, InstanceIdentity
 from .world import World
 
@@ -134,6 +135,7 @@ class Authorizer:
         for ip, service in (extra_endpoint_ips or {}).items():
             found = [ep.policy for ep in world.interface_endpoints if ep.service == service]
             self._policy_by_ip[ip] = found[0] if found else "allow"
+        self._policy_by_ip.update(dynamodb_policy_by_ip(world.dynamodb))  # arrived through its gateway endpoint
         self.now = clock(world.aws_clock_offset_s)
         profile = world.profile
         self.denied_actions: Tuple[str, ...] = profile.denied_actions + (() if profile.s3_permission else ("s3:*",))
@@ -206,7 +208,8 @@ class Authorizer:
 
 
 def _json(call: Call, code: str, message: str, status: int) -> Reply:
-    reply = json_error(code, message, status)
+    # DynamoDB's errors name Coral's namespace: {"__type": "com.amazon.coral.service#AccessDeniedException"}
+    reply = json_error(("com.amazon.coral.service#" if call.service == "dynamodb" else "") + code, message, status)
     if call.protocol == "rest-json":
         reply.headers = [(k, "application/json" if k == "Content-Type" else v) for k, v in reply.headers]
         reply.headers.append(("x-amzn-ErrorType", code))
@@ -254,6 +257,9 @@ def _json_resource(service: str, operation: str, body: bytes, region: str) -> st
         name = payload.get("Name")
         if isinstance(name, str) and operation in ("GetDocument", "DescribeDocument"):
             return name if name.startswith("arn:") else f"arn:aws:ssm:{region}:{ACCOUNT_ID}:document/{name}"
+    if service == "dynamodb":  # DescribeTable names the table; ListTables "*" (AccessDeniedException texts)
+        table = payload.get("TableName")
+        return f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{table}" if isinstance(table, str) else "*"
     if service == "logs":
         group = payload.get("logGroupName")
         return f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{group if isinstance(group, str) else ''}:log-stream:"

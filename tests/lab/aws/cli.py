@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from . import live_sync
 from .layer import AwsLayer, LayerOptions, parse_address
 from .world import World, WorldError
 
@@ -47,6 +48,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    live = threading.Event()  # SIGHUP: `python -m tests.lab set` changed the world (live_sync)
+    signal.signal(signal.SIGHUP, lambda *_: live.set())
 
     layer = AwsLayer(world, args.state_dir, options)
     try:
@@ -59,7 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("READY", flush=True)
     try:
         while not stop.wait(0.2):
-            pass
+            if live.is_set():
+                live.clear()
+                layer.world = live_sync.handle(Path(args.state_dir), layer.world, layer.ids)
     finally:
         layer.stop()
     return EXIT_OK

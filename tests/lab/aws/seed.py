@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import boto3
 
+from .. import ipv6lab, nacl
 from .world import InterfaceEndpointSpec, World
 
 ACCOUNT_ID = "123456789012"  # moto's default account: every unknown access key lands here
@@ -117,6 +118,7 @@ def seed(world: World, moto_url: str, fleet_size: int = 0) -> AwsIds:
 
     instance_sg_id, endpoint_sg_id = _security_groups(ec2, world, vpc_id, name)
     route_table_id = _route_table(ec2, world, vpc_id, instance_subnet_id, subnet_ids, name)
+    _network_acls(ec2, world, vpc_id, subnet_ids, name)
 
     s3_prefix_list_id = _patch_s3_prefix_list(world)
     s3_gateway_endpoint_id = None
@@ -126,7 +128,7 @@ def seed(world: World, moto_url: str, fleet_size: int = 0) -> AwsIds:
             VpcId=vpc_id,
             ServiceName=f"com.amazonaws.{world.region}.s3",
             VpcEndpointType="Gateway",
-            RouteTableIds=[route_table_id] if world.s3.route else [],
+            RouteTableIds=_s3_route_tables(ec2, world, vpc_id, route_table_id, subnet_ids, name),
             TagSpecifications=tags("vpc-endpoint", "s3"),
         )["VpcEndpoint"]["VpcEndpointId"]
         # moto defaults PrivateDnsEnabled to true for every type; a gateway endpoint has no DNS.
@@ -150,6 +152,7 @@ def seed(world: World, moto_url: str, fleet_size: int = 0) -> AwsIds:
     # scenario with those off is "endpoints created first, attributes turned off later".
     ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": world.enable_dns_support})
     ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": world.enable_dns_hostnames})
+    _dhcp_options(ec2, world, vpc_id, instance_sg_id)
 
     role_name = profile_arn = None
     if world.profile.attached:
@@ -189,6 +192,9 @@ def seed(world: World, moto_url: str, fleet_size: int = 0) -> AwsIds:
         credentials = _role_credentials(client("sts"), role_name, instance_id)
 
     _bucket(session, moto_url, world)
+    from .dynamodb_gateway import seed as seed_dynamodb  # (it imports this module)
+
+    seed_dynamodb(world, ec2, client, ec2_backend(world.region), vpc_id, route_table_id, role_name, tags)
 
     return AwsIds(
         vpc_id=vpc_id,
@@ -222,7 +228,10 @@ def _security_groups(ec2: Any, world: World, vpc_id: str, name: str) -> Tuple[st
         ec2.authorize_security_group_egress(
             GroupId=instance_sg,
             IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
-                            "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "HTTPS to endpoints and S3"}]}],
+                            "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "HTTPS to endpoints and S3"}
+                                         if world.instance_sg_outbound_443_to == "anywhere" else
+                                         {"CidrIp": world.vpc_cidr, "Description": "HTTPS to the endpoints only"}],
+                            **ipv6lab.sg_egress(world.ipv6)}],
         )
     endpoint_sg = ec2.create_security_group(
         VpcId=vpc_id, GroupName=f"{name}-endpoints", Description="interface endpoints: inbound 443"
@@ -232,9 +241,43 @@ def _security_groups(ec2: Any, world: World, vpc_id: str, name: str) -> Tuple[st
             GroupId=endpoint_sg,
             IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
                             "IpRanges": [{"CidrIp": world.instance_subnet.cidr,
-                                          "Description": "HTTPS from the instance subnet"}]}],
+                                          "Description": "HTTPS from the instance subnet"}],
+                            **ipv6lab.sg_ingress(world.ipv6)}],
         )
     return instance_sg, endpoint_sg
+
+
+def _network_acls(ec2: Any, world: World, vpc_id: str, subnet_ids: Dict[str, str], name: str) -> None:
+    """A custom NACL per subnet the scenario names, with its entries, replacing the default one
+    (which allows everything) in that subnet's association."""
+    if not world.nacls:
+        return
+    default = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                 {"Name": "default", "Values": ["true"]}])["NetworkAcls"][0]
+    associations = {a["SubnetId"]: a["NetworkAclAssociationId"] for a in default.get("Associations", [])}
+    for letter, spec in sorted(world.nacls.items()):
+        subnet_id = next(sid for az, sid in subnet_ids.items() if az.endswith(letter))
+        acl_id = ec2.create_network_acl(VpcId=vpc_id, TagSpecifications=[
+            {"ResourceType": "network-acl", "Tags": [{"Key": "Name", "Value": f"{name}-nacl-{letter}"}]}],
+        )["NetworkAcl"]["NetworkAclId"]
+        for entry in nacl.api_entries(spec):
+            ec2.create_network_acl_entry(NetworkAclId=acl_id, **entry)
+        ec2.replace_network_acl_association(AssociationId=associations[subnet_id], NetworkAclId=acl_id)
+
+
+def _s3_route_tables(ec2: Any, world: World, vpc_id: str, instance_table: str, subnet_ids: Dict[str, str],
+                     name: str) -> List[str]:
+    """Where the S3 gateway endpoint's route goes: the instance subnet's table, or (``route_table:
+    other``) only the table of another subnet — associated with the wrong table, a common slip."""
+    if not world.s3.route:
+        return []
+    if world.s3.route_table == "instance":
+        return [instance_table]
+    other = ec2.create_route_table(VpcId=vpc_id, TagSpecifications=[
+        {"ResourceType": "route-table", "Tags": [{"Key": "Name", "Value": f"{name}-endpoints"}]}])["RouteTable"]["RouteTableId"]
+    subnet = next(sid for az, sid in sorted(subnet_ids.items()) if az != world.instance_subnet_az)
+    ec2.associate_route_table(RouteTableId=other, SubnetId=subnet)
+    return [other]
 
 
 def _route_table(
@@ -259,6 +302,27 @@ def _route_table(
             ec2.create_route(RouteTableId=route_table_id, DestinationCidrBlock="0.0.0.0/0",
                              NatGatewayId=nat["NatGateway"]["NatGatewayId"])
     return route_table_id
+
+
+def _dhcp_options(ec2: Any, world: World, vpc_id: str, instance_sg_id: str) -> None:
+    """The account's default option set (AmazonProvidedDNS), which a new VPC gets on AWS (moto leaves
+    "default"); then the scenario's own set with custom DNS servers, and the instance SG's egress to
+    them (DNS to the Amazon resolver needs no rule; to any other server it does)."""
+    internal = _internal_domain(world.region)
+    amazon = ec2.create_dhcp_options(DhcpConfigurations=[
+        {"Key": "domain-name", "Values": [internal]},
+        {"Key": "domain-name-servers", "Values": ["AmazonProvidedDNS"]}])["DhcpOptions"]["DhcpOptionsId"]
+    chosen = amazon
+    custom = [s for s in world.dhcp_domain_name_servers if s != "AmazonProvidedDNS"]
+    if custom:
+        chosen = ec2.create_dhcp_options(DhcpConfigurations=[
+            {"Key": "domain-name", "Values": [internal]},
+            {"Key": "domain-name-servers", "Values": list(world.dhcp_domain_name_servers)}])["DhcpOptions"]["DhcpOptionsId"]
+        ec2.authorize_security_group_egress(GroupId=instance_sg_id, IpPermissions=[
+            {"IpProtocol": proto, "FromPort": 53, "ToPort": 53,
+             "IpRanges": [{"CidrIp": f"{ip}/32", "Description": "DNS to the custom DNS server"} for ip in custom]}
+            for proto in ("udp", "tcp")])
+    ec2.associate_dhcp_options(DhcpOptionsId=chosen, VpcId=vpc_id)
 
 
 def _fleet_cidr(world: World, size: int) -> str:

@@ -6,9 +6,12 @@ can grow the format without breaking this layer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .dynamodb_gateway import DynamoDbSpec
+from .dynamodb_gateway import parse_spec as parse_dynamodb
 
 ENDPOINT_POLICIES = ("allow", "deny", "no_allow")
 
@@ -43,6 +46,7 @@ class S3Spec:
     prefix_list_cidrs: Tuple[str, ...]
     policy_allows: bool   # False: the endpoint policy does not allow (see policy)
     policy: str = "allow"  # allow | deny (explicit deny) | no_allow (allows nothing the caller asks)
+    route_table: str = "instance"  # instance: the route is on the instance subnet's table; other: on subnet b's only
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,11 @@ class World:
     aws_clock_offset_s: int = 0                              # AWS's clock = this host's + offset
     session_preferences: Optional[Dict[str, Any]] = None    # SSM-SessionManagerRunShell inputs; None: no document
     session_resources: SessionResources = SessionResources()
+    instance_sg_outbound_443_to: str = "anywhere"  # anywhere | vpc (the VPC CIDR only)
+    nacls: Mapping[str, Any] = field(default_factory=dict)  # subnet letter -> {inbound, outbound} (tests/lab/nacl.py)
+    dhcp_domain_name_servers: Tuple[str, ...] = ("AmazonProvidedDNS",)  # the VPC's DHCP option set (dnsknobs)
+    dynamodb: Optional[DynamoDbSpec] = None  # the DynamoDB gateway endpoint and table (dynamodb_gateway.py)
+    ipv6: Mapping[str, Any] = field(default_factory=dict)  # tests/lab/ipv6lab.to_json ({"mode": "none"}: no IPv6)
 
     @property
     def instance_subnet(self) -> SubnetSpec:
@@ -153,9 +162,14 @@ def _parse(raw: Mapping[str, Any]) -> World:
         ),
         endpoint_sg_inbound_443=bool(raw.get("endpoint_sg_inbound_443", True)),
         instance_sg_outbound_443=bool(raw.get("instance_sg_outbound_443", True)),
+        instance_sg_outbound_443_to=str(raw.get("instance_sg_outbound_443_to", "anywhere")),
+        nacls=dict(raw.get("nacls") or {}),
+        dhcp_domain_name_servers=tuple(str(s) for s in (raw.get("dhcp_options") or {}).get(
+            "domain_name_servers", ["AmazonProvidedDNS"])),
         s3=S3Spec(
             gateway_endpoint=bool(s3.get("gateway_endpoint", True)),
             route=bool(s3.get("route", True)),
+            route_table=str(s3.get("route_table", "instance")),
             ips=tuple(s3.get("ips", [])),
             prefix_list_cidrs=tuple(s3.get("prefix_list_cidrs", [])),
             policy_allows=_s3_policy(s3) == "allow",
@@ -182,6 +196,8 @@ def _parse(raw: Mapping[str, Any]) -> World:
         key=raw.get("key", ""),
         aws_clock_offset_s=int(raw.get("aws_clock_offset_s", 0)),
         session_preferences=_preferences(raw.get("session_preferences")),
+        dynamodb=parse_dynamodb(raw.get("dynamodb")),
+        ipv6=dict(raw.get("ipv6") or {}),
         session_resources=SessionResources(
             log_group=_choice(resources.get("log_group", "present"), ("present", "missing", "unencrypted"),
                               "session_resources.log_group"),
