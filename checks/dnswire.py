@@ -1,8 +1,8 @@
-"""A minimal DNS A query over UDP with the standard library only.
+"""A minimal DNS A / AAAA query over UDP with the standard library only.
 
 Only for the isolation probe, which starts before anything heavy is imported: dnspython's import
 alone costs ~80 ms of a run that should take about a second, and the probe's own wait (1 s) is the
-longest of the run. It asks one question (A, recursion desired) and reads the A and CNAME records
+longest of the run. It asks one question (A or AAAA, recursion desired) and reads the address and CNAME records
 of the answer section; anything else — truncation, an unknown rcode, a reply that does not parse,
 a mismatched id or question — is "no answer", and the ``egress.<host>`` check then asks again
 through dnspython (checks.dnsquery) as it always did. Replies are bounded (one 1,232-byte datagram,
@@ -19,7 +19,8 @@ from typing import List, Optional, Tuple
 from .dnsanswer import DnsAnswer
 
 MAX_REPLY = 1232
-TYPE_A, TYPE_CNAME, CLASS_IN = 1, 5, 1
+TYPE_A, TYPE_CNAME, TYPE_AAAA, CLASS_IN = 1, 5, 28, 1
+_SIZES = {TYPE_A: (4, socket.AF_INET), TYPE_AAAA: (16, socket.AF_INET6)}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
@@ -64,8 +65,9 @@ def _read_name(msg: bytes, pos: int) -> Tuple[str, int]:
     raise _Malformed("name too long")
 
 
-def parse(msg: bytes, qid: int, host: str) -> Tuple[str, Tuple[str, ...], Tuple[str, ...], Optional[int]]:
-    """(rcode text, A addresses, CNAME targets, min TTL of the A records) of a reply to our query."""
+def parse(msg: bytes, qid: int, host: str,
+          qtype: int = TYPE_A) -> Tuple[str, Tuple[str, ...], Tuple[str, ...], Optional[int]]:
+    """(rcode text, addresses, CNAME targets, min TTL of the address records) of a reply to our query."""
     if len(msg) < 12:
         raise _Malformed("shorter than a header")
     rid, flags, qd, an, _ns, _ar = struct.unpack("!6H", msg[:12])
@@ -77,7 +79,7 @@ def parse(msg: bytes, qid: int, host: str) -> Tuple[str, Tuple[str, ...], Tuple[
     if rcode is None or qd != 1:
         raise _Malformed("unexpected rcode or question count")
     qname, pos = _read_name(msg, 12)
-    if qname != host.rstrip(".").lower() or msg[pos:pos + 4] != struct.pack("!2H", TYPE_A, CLASS_IN):
+    if qname != host.rstrip(".").lower() or msg[pos:pos + 4] != struct.pack("!2H", qtype, CLASS_IN):
         raise _Malformed("answers another question")
     pos += 4
     addresses: List[str] = []
@@ -91,8 +93,9 @@ def parse(msg: bytes, qid: int, host: str) -> Tuple[str, Tuple[str, ...], Tuple[
         pos += 10
         if pos + rdlen > len(msg):
             raise _Malformed("record data past the reply")
-        if rclass == CLASS_IN and rtype == TYPE_A and rdlen == 4:
-            addresses.append(socket.inet_ntoa(msg[pos:pos + 4]))
+        size, family = _SIZES[qtype]
+        if rclass == CLASS_IN and rtype == qtype and rdlen == size:
+            addresses.append(socket.inet_ntop(family, msg[pos:pos + size]))
             ttls.append(ttl)
         elif rclass == CLASS_IN and rtype == TYPE_CNAME:
             cnames.append(_read_name(msg, pos)[0])
@@ -100,12 +103,13 @@ def parse(msg: bytes, qid: int, host: str) -> Tuple[str, Tuple[str, ...], Tuple[
     return rcode, tuple(dict.fromkeys(addresses)), tuple(cnames), (min(ttls) if ttls else None)
 
 
-def query_a(host: str, server: str, timeout_s: float, port: int = 53) -> DnsAnswer:
-    """Ask ``server`` for A records of ``host``; never raises for network trouble or garbage."""
+def query_a(host: str, server: str, timeout_s: float, port: int = 53, qtype: int = TYPE_A) -> DnsAnswer:
+    """Ask ``server`` for A (or ``qtype``: AAAA) records of ``host``; never raises for network
+    trouble or garbage."""
     start = time.monotonic()
     qid = struct.unpack("!H", os.urandom(2))[0]
     try:
-        question = struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + encode_name(host) + struct.pack("!2H", TYPE_A, CLASS_IN)
+        question = struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + encode_name(host) + struct.pack("!2H", qtype, CLASS_IN)
     except (ValueError, UnicodeError) as exc:
         return DnsAnswer(host, server, "error", error=str(exc))
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
@@ -121,7 +125,7 @@ def query_a(host: str, server: str, timeout_s: float, port: int = 53) -> DnsAnsw
                 sock.settimeout(left)
                 reply = sock.recv(MAX_REPLY)
                 try:
-                    rcode, addresses, cnames, ttl = parse(reply, qid, host)
+                    rcode, addresses, cnames, ttl = parse(reply, qid, host, qtype)
                     break
                 except _Malformed as exc:
                     if "not the reply" in str(exc):
@@ -143,3 +147,7 @@ def query_a(host: str, server: str, timeout_s: float, port: int = 53) -> DnsAnsw
         return DnsAnswer(host, server, "nodata", cnames=cnames, rcode=rcode, latency_s=latency)
     return DnsAnswer(host, server, "answer", addresses=addresses, ttl=ttl, cnames=cnames, rcode=rcode,
                      latency_s=latency)
+
+
+def query_aaaa(host: str, server: str, timeout_s: float, port: int = 53) -> DnsAnswer:
+    return query_a(host, server, timeout_s, port=port, qtype=TYPE_AAAA)

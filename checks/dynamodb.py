@@ -24,7 +24,7 @@ from .denials import classify
 from .dnsquery import query_a
 from .ec2view import Ec2View, EndpointView, Route
 from .errortext import exception_text
-from .gateway_path import GatewayService, cidr_networks, drop_cause, inside
+from .gateway_path import GatewayService, drop_cause, inside, public_answers
 from .hostnames import service_hostname
 from .model import Check, Context, Finding, Outcome, Settings, Status, outcome
 from .resolver import query_timeout
@@ -91,20 +91,10 @@ def dns_step(ctx: Context, view: Ec2View, region: str) -> Tuple[Finding, Dict[st
     if private:
         return done(Status.WARNING, f"{host} -> {shown}: a mix of private and public addresses",
                     **explain("dns_mixed_answers", host=host, answers=shown))
-    if view.available and view.dynamodb_prefix_list_cidrs:
-        outside = [a for a in answers if not inside(a, cidr_networks(view.dynamodb_prefix_list_cidrs))]
-        ev.update(prefix_list_id=view.dynamodb_prefix_list_id, prefix_list_cidrs=list(view.dynamodb_prefix_list_cidrs),
-                  outside_prefix_list=outside)
-        if outside:
-            return done(Status.WARNING, f"{host} -> {shown}: {', '.join(outside)} not in the DynamoDB prefix list "
-                        f"{view.dynamodb_prefix_list_id}",
-                        **explain("dynamodb_outside_prefix_list", host=host, answers=", ".join(outside),
-                                  prefix_list_id=view.dynamodb_prefix_list_id))
-        return done(Status.OK, f"{host} -> {shown} (public DynamoDB, inside prefix list "
-                    f"{view.dynamodb_prefix_list_id}; {_ms(ans.latency_s)} ms)")
-    note = view.reason if not view.available else "prefix list unknown"
-    return done(Status.OK, f"{host} -> {shown} (public addresses; prefix list not verified: {note}; "
-                f"{_ms(ans.latency_s)} ms)")
+    status, summary, cause = public_answers("DynamoDB", "dynamodb", host, answers, view,
+                                            view.dynamodb_prefix_list_id, view.dynamodb_prefix_list_cidrs,
+                                            ans.latency_s, ev)
+    return done(status, summary, **cause)
 
 
 def route_step(ctx: Context, view: Ec2View, region: str, dns: Dict[str, Any]) -> Finding:

@@ -44,6 +44,27 @@ def cidr_networks(cidrs: Sequence[str]) -> Tuple[Any, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
+def public_answers(label: str, code: str, host: str, answers: Sequence[str], view: Ec2View,
+                   pl_id: Optional[str], cidrs: Sequence[str], latency_s: float, ev: Dict[str, Any],
+                   ttl: Optional[int] = None) -> Tuple[Any, str, Dict[str, Any]]:
+    """(status, summary, cause) for the public answers of a gateway service's name (a gateway
+    endpoint does not change DNS): inside the service's prefix list, outside it (``<code>_outside_
+    prefix_list``: the gateway does not carry those), or not verifiable without the EC2 view."""
+    from .model import Status
+
+    shown = ", ".join(answers)
+    timing = (f"TTL {ttl}, " if ttl is not None else "") + f"{round(latency_s * 1000, 1)} ms"
+    if view.available and cidrs:
+        outside = [a for a in answers if not inside(a, cidr_networks(cidrs))]
+        ev.update(prefix_list_id=pl_id, prefix_list_cidrs=list(cidrs), outside_prefix_list=outside)
+        if outside:
+            return (Status.WARNING, f"{host} -> {shown}: {', '.join(outside)} not in the {label} prefix list {pl_id}",
+                    explain(f"{code}_outside_prefix_list", host=host, answers=", ".join(outside), prefix_list_id=pl_id))
+        return Status.OK, f"{host} -> {shown} (public {label}, inside prefix list {pl_id}; {timing})", {}
+    note = view.reason if not view.available else "prefix list unknown"
+    return Status.OK, f"{host} -> {shown} (public {label} addresses; prefix list not verified: {note}; {timing})", {}
+
+
 def sg_admits(view: Ec2View, sg_ids: Sequence[str], pl_id: Optional[str], answers: Sequence[str]) -> bool:
     """Does an outbound rule of the instance's groups let TCP 443 reach the service's addresses?
     A prefix list we cannot compare counts as "could be the service's"."""

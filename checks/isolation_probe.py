@@ -58,10 +58,32 @@ def _connect_all(ips: Sequence[str], port: int, timeout_s: float) -> List[TcpRes
     return [results.get(ip) or TcpResult(ip, port, "timeout", timeout_s, "no result in time") for ip in ips]
 
 
+def ipv6_default_route(routes: str = "/proc/net/ipv6_route", addrs: str = "/proc/net/if_inet6") -> bool:
+    """Does this host have an IPv6 default route on an interface with a global (or ULA) address?
+    Then an internet path may exist over IPv6 alone (an egress-only internet gateway), and the
+    probe must dial the targets' AAAA answers as well."""
+    try:
+        with open(routes) as fh:
+            route_lines = fh.read().splitlines()
+        with open(addrs) as fh:
+            addr_lines = fh.read().splitlines()
+    except OSError:
+        return False
+    # if_inet6: address, ifindex, prefix length, scope (00 = global), flags, interface name
+    global_ifaces = {f[5] for f in (line.split() for line in addr_lines) if len(f) >= 6 and f[3] == "00"}
+    for line in route_lines:
+        f = line.split()
+        # ipv6_route: dest, dest prefix length, source, source prefix, next hop, metric, refcnt, use, flags, iface
+        if len(f) >= 10 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo" and f[9] in global_ifaces:
+            return True
+    return False
+
+
 def probe(host: str, port: int, server: str, dns_port: int, dns_timeout_s: float,
-          egress_timeout_s: float, query: Query = dnswire.query_a) -> Probe:
+          egress_timeout_s: float, query: Query = dnswire.query_a, ipv6: Optional[bool] = None) -> Probe:
     """Resolve ``host`` through ``server`` (an address literal is dialled as is), then dial every
-    answer at once. Bounded by ``dns_timeout_s + egress_timeout_s`` (+ thread start-up)."""
+    answer at once — its AAAA answers too when this host has an IPv6 default route (``ipv6``
+    None: look). Bounded by ``dns_timeout_s + egress_timeout_s`` (+ thread start-up)."""
     started = time.monotonic()
     try:
         ipaddress.ip_address(host)
@@ -70,9 +92,21 @@ def probe(host: str, port: int, server: str, dns_port: int, dns_timeout_s: float
         why: Optional[str] = None
         dns_outcome = "literal"
     except ValueError:
+        ask6 = ipv6_default_route() if ipv6 is None else ipv6
+        aaaa = workers.run(dnswire.query_aaaa, host, server, dns_timeout_s, dns_port) if ask6 else None
         ans = query(host, server, dns_timeout_s, port=dns_port)
         dns, dns_outcome = ans.to_evidence(), ans.outcome
-        addresses = tuple(ans.addresses[:MAX_ADDRESSES]) if ans.outcome == "answer" else ()
+        found = list(ans.addresses[:MAX_ADDRESSES]) if ans.outcome == "answer" else []
+        if aaaa is not None:
+            try:
+                ans6 = aaaa.result(timeout=dns_timeout_s + 1.0)
+            except futures.TimeoutError:
+                ans6 = DnsAnswer(host, server, "timeout", error=f"no reply within {dns_timeout_s:g} s")
+            dns["aaaa"] = ans6.to_evidence()
+            if ans6.outcome == "answer":
+                found += list(ans6.addresses[:MAX_ADDRESSES])
+                dns_outcome = "answer"
+        addresses = tuple(found)
         why = None if addresses else {"nxdomain": "NXDOMAIN", "nodata": "no A record"}.get(
             ans.outcome, f"{ans.outcome}: {ans.error or ans.rcode}")
     results = tuple(_connect_all(addresses, port, egress_timeout_s)) if addresses else ()

@@ -79,15 +79,23 @@ def parse_acls(items: Iterable[Mapping[str, Any]]) -> Dict[str, NaclView]:
         entries = []
         for e in acl.get("Entries") or ():
             ports = e.get("PortRange") or {}
-            entries.append(NaclEntry(
-                rule_number=int(e.get("RuleNumber", 32767)), egress=bool(e.get("Egress")),
-                protocol=str(e.get("Protocol", "-1")), action=str(e.get("RuleAction", "deny")).lower(),
-                cidr=e.get("CidrBlock"), from_port=ports.get("From"), to_port=ports.get("To")))
+            try:  # an answer of another shape drops that entry, never the view
+                entries.append(NaclEntry(
+                    rule_number=int(e.get("RuleNumber", 32767)), egress=bool(e.get("Egress")),
+                    protocol=str(e.get("Protocol", "-1")), action=str(e.get("RuleAction", "deny")).lower(),
+                    cidr=str(e["CidrBlock"]) if e.get("CidrBlock") else None,
+                    from_port=_port(ports.get("From")), to_port=_port(ports.get("To"))))
+            except (TypeError, ValueError, AttributeError):
+                continue
         view = NaclView(str(acl.get("NetworkAclId")), tuple(sorted(entries, key=lambda x: x.rule_number)))
         for assoc in acl.get("Associations") or ():
             if assoc.get("SubnetId"):
                 out[str(assoc["SubnetId"])] = view
     return out
+
+
+def _port(value: object) -> Optional[int]:
+    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 def first_match(acl: NaclView, egress: bool, port: int, peer: str) -> Tuple[bool, str]:

@@ -20,7 +20,8 @@ from .ec2view import Ec2View
 from .hostnames import partition_name, service_hostname
 from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
 from .resolver import query_timeout
-from .s3errors import S3Call, cidr_networks, client_error_cause, failure, inside, route_missing, s3_gateway_route
+from .gateway_path import public_answers
+from .s3errors import S3Call, client_error_cause, failure, inside, route_missing, s3_gateway_route
 
 S3_DNS, S3_ROUTE, S3_API, S3_OBJECT = "s3.dns", "s3.route", "s3.api", "s3.object"
 GET_OBJECT_MAX_BYTES = 1 << 20  # read at most this much of the test object
@@ -92,21 +93,9 @@ def run_dns(ctx: Context) -> Outcome:
     if private:
         return done(Status.WARNING, f"{host} -> {shown}: a mix of private and public addresses",
                     **explain("dns_mixed_answers", host=host, answers=shown))
-    if view.available and view.s3_prefix_list_cidrs:
-        pl = cidr_networks(view.s3_prefix_list_cidrs)
-        outside = [a for a in answers if not inside(a, pl)]
-        ev.update(prefix_list_id=view.s3_prefix_list_id, prefix_list_cidrs=list(view.s3_prefix_list_cidrs),
-                  outside_prefix_list=outside)
-        if outside:
-            return done(Status.WARNING, f"{host} -> {shown}: {', '.join(outside)} not in the S3 prefix list "
-                        f"{view.s3_prefix_list_id}",
-                        **explain("s3_outside_prefix_list", host=host, answers=", ".join(outside),
-                                  prefix_list_id=view.s3_prefix_list_id))
-        return done(Status.OK, f"{host} -> {shown} (public S3, inside prefix list {view.s3_prefix_list_id}; "
-                    f"TTL {ans.ttl}, {_ms(ans.latency_s)} ms)")
-    note = view.reason if not view.available else "prefix list unknown"
-    return done(Status.OK, f"{host} -> {shown} (public S3 addresses; prefix list not verified: {note}; "
-                f"{_ms(ans.latency_s)} ms)")
+    status, summary, cause = public_answers("S3", "s3", host, answers, view, view.s3_prefix_list_id,
+                                            view.s3_prefix_list_cidrs, ans.latency_s, ev, ttl=ans.ttl)
+    return done(status, summary, **cause)
 
 
 def _dns_failure(ctx: Context, ans: Any, host: str, server: str, timeout: float, view: Ec2View,

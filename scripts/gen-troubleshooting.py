@@ -47,16 +47,23 @@ class _Placeholders(dict):
 
 
 def load_causes(path: Path = CAUSES_PY) -> Mapping[str, object]:
-    spec = importlib.util.spec_from_file_location("_vpce_doctor_causes", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while building the class
+    """checks/causes.py and its catalogue parts, loaded as a throwaway package (standard library
+    only: the checks package's own __init__ and its dependencies are never imported)."""
+    name = "_vpce_doctor_causes_pkg"
+    package = ModuleType(name)
+    package.__path__ = [str(path.parent)]  # type: ignore[attr-defined]
+    sys.modules[name] = package
     try:
+        spec = importlib.util.spec_from_file_location(f"{name}.causes", path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"cannot load {path}")
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look the module up while building the class
         spec.loader.exec_module(module)
+        return module.CAUSES  # type: ignore[attr-defined, no-any-return]
     finally:
-        sys.modules.pop(spec.name, None)
-    return module.CAUSES  # type: ignore[attr-defined, no-any-return]
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            sys.modules.pop(loaded, None)
 
 
 def _fill(template: Optional[str]) -> str:

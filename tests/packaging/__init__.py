@@ -45,7 +45,7 @@ checks:
   ssm_agent: false
   ec2_api: false
 """
-INSTANCE_FINDINGS = {"imds", "instance.public_ip", "instance.profile"}
+INSTANCE_FINDINGS = {"imds", "instance.public_ip", "instance.profile", "instance.ipv6"}
 
 
 def pins() -> Dict[str, str]:

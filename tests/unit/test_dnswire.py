@@ -105,3 +105,50 @@ def test_garbage_is_no_answer_never_a_hang(make: Callable[[bytes], bytes], outco
 
 def test_a_name_that_cannot_be_a_dns_name_is_an_error_not_a_crash() -> None:
     assert dnswire.query_a("a" * 70 + ".com", "127.0.0.1", 0.2).outcome == "error"
+
+
+# --- the isolation probe over IPv6 ----------------------------------------------------------------
+
+def test_probe_dials_aaaa_answers_when_the_host_routes_ipv6(tmp_path) -> None:
+    """An egress-only internet gateway is an IPv6-only internet path: with an IPv6 default route the
+    probe dials the AAAA answers too (here ::1 stands for the internet, inside a test namespace)."""
+    from vpce_doctor.checks import isolation_probe
+
+    require_netns_tools()
+    ns = Netns("wire6")
+    server: Optional[Dnsmasq] = None
+    listener = None
+    try:
+        ns.create([SERVER])
+        server = Dnsmasq(ns, [SERVER], ["--host-record=google.com,127.0.0.3,::1"], str(tmp_path), "w6").start()
+        with ns.entered():
+            listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            listener.bind(("::1", 0))
+            listener.listen(4)
+            port = listener.getsockname()[1]
+            found = isolation_probe.probe("google.com", port, SERVER, 53, 1.0, 0.5, ipv6=True)
+            without = isolation_probe.probe("google.com", port, SERVER, 53, 1.0, 0.5, ipv6=False)
+    finally:
+        if listener is not None:
+            listener.close()
+        if server is not None:
+            server.stop()
+        ns.delete()
+    assert found.addresses == ("127.0.0.3", "::1") and found.dns["aaaa"]["answers"] == ["::1"]
+    assert {r.ip: r.outcome for r in found.results} == {"127.0.0.3": "refused", "::1": "connected"}
+    assert without.addresses == ("127.0.0.3",) and "aaaa" not in without.dns
+
+
+def test_ipv6_default_route_needs_a_route_and_a_global_address(tmp_path) -> None:
+    from vpce_doctor.checks.isolation_probe import ipv6_default_route
+
+    routes, addrs = tmp_path / "ipv6_route", tmp_path / "if_inet6"
+    default = "0" * 32 + " 00 " + "0" * 32 + " 00 fe800000000000000000000000000001 00000400 00000001 0 00000003 ens5\n"
+    routes.write_text(default)
+    addrs.write_text("fd0e5a00000000010000000000000010 02 40 00 00 ens5\n")
+    assert ipv6_default_route(str(routes), str(addrs)) is True
+    addrs.write_text("fe80000000000000000000fffe000001 02 40 20 80 ens5\n")  # link-local only
+    assert ipv6_default_route(str(routes), str(addrs)) is False
+    routes.write_text("")
+    assert ipv6_default_route(str(routes), str(addrs)) is False
+    assert ipv6_default_route(str(tmp_path / "none"), str(addrs)) is False

@@ -453,3 +453,13 @@ def test_public_answers_that_do_not_answer_read_as_blocked_by_dns(world: Dict[st
     assert out.data is None and len(out.findings) == 1
     eni = run(world, "eni.ssm", {"dns.ssm": _public("ssm", "198.51.100.66"), "ec2.api": UNAVAILABLE})
     assert eni.findings[0].blocked_by == "dns.ssm" and eni.data is None
+
+
+def test_nacl_entries_of_another_shape_are_dropped_not_fatal() -> None:
+    from vpce_doctor.checks.nacls import parse_acls
+
+    acls = parse_acls([{"NetworkAclId": "acl-1", "Associations": [{"SubnetId": "subnet-1"}, {}], "Entries": [
+        {"RuleNumber": "x"}, {"RuleNumber": 90, "Egress": True, "Protocol": "6", "PortRange": {"From": "a"}},
+        {"RuleNumber": 100, "Egress": False, "Protocol": "-1", "RuleAction": "ALLOW", "CidrBlock": "0.0.0.0/0"}]}])
+    assert list(acls) == ["subnet-1"] and [e.rule_number for e in acls["subnet-1"].entries] == [100]
+    assert acls["subnet-1"].entries[0].action == "allow"
