@@ -16,14 +16,14 @@ EC2MESSAGES = "ec2messages.us-east-1.amazonaws.com"
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"dhcp_options": {"domain_name_servers": ["8.8.8.8"]}}, "x.yaml:dhcp_options.domain_name_servers: '8.8.8.8'"),
+    ({"dhcp_options": {"domain_name_servers": ["192.0.2.53"]}}, "x.yaml:dhcp_options.domain_name_servers: '192.0.2.53'"),
     ({"dhcp_options": {"domain_name_servers": ["10.0.0.2"]}}, "other than .0-.3"),
     ({"dhcp_options": {"custom_dns_forwards": ["ec2"]}}, "x.yaml:dhcp_options.custom_dns_forwards: there is no custom"),
     ({"dhcp_options": {"servers": []}}, "x.yaml:dhcp_options: expected a mapping"),
     ({"dns_shadow_zone": {"zone": "example.com"}}, "x.yaml:dns_shadow_zone.zone: expected a zone under amazonaws.com"),
     ({"dns_shadow_zone": {"zone": "s3.us-east-1.amazonaws.com", "records": {SSM: ["10.0.1.101"]}}},
      f"x.yaml:dns_shadow_zone.records.{SSM}: expected a name inside the zone"),
-    ({"dns_shadow_zone": {"zone": "us-east-1.amazonaws.com", "records": {SSM: ["8.8.8.8"]}}}, "'8.8.8.8': expected"),
+    ({"dns_shadow_zone": {"zone": "us-east-1.amazonaws.com", "records": {SSM: ["192.0.2.53"]}}}, "'192.0.2.53': expected"),
 ])
 def test_errors_are_one_line_with_the_key(data: dict, message: str) -> None:
     with pytest.raises(ScenarioError) as err:
