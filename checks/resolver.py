@@ -430,6 +430,13 @@ def _custom_public(diffs: Sequence[Dict[str, Any]], amazon_addresses: Any,
     return out
 
 
+def misleads(ctx: Context, host: str) -> bool:
+    """Does ``resolver.system`` (a wanted check) say programs here do not get ``host`` right (a dead
+    or too-slow nameserver, a pin elsewhere)? Calls to that name would fail the same way, later."""
+    system = ctx.data("resolver.system")
+    return isinstance(system, Mapping) and host in (system.get("misled_hosts") or ())
+
+
 def _show(answers: Any) -> str:
     """Addresses as "a, b"; an outcome such as "nxdomain" as is."""
     if isinstance(answers, (list, tuple)):

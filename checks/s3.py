@@ -19,7 +19,7 @@ from .dnsshadow import bucket_name_shadowed, nxdomain_cause
 from .ec2view import Ec2View
 from .hostnames import partition_name, service_hostname
 from .model import Check, Context, Facts, Finding, MissingFact, Outcome, Settings, Status, outcome
-from .resolver import query_timeout
+from .resolver import misleads, query_timeout
 from .gateway_path import public_answers
 from .s3errors import S3Call, client_error_cause, failure, inside, route_missing, s3_gateway_route
 
@@ -198,9 +198,8 @@ _PATH_PROVEN = frozenset({"s3_access_denied", "s3_access_denied_iam", "s3_access
 def _misled(ctx: Context, check_id: str, action: str) -> Optional[Outcome]:
     """Don't call S3 when this instance's own resolver already fails its name (resolver.system: a
     dead or too-slow nameserver, a pin elsewhere): botocore would fail the same way, and later."""
-    system = ctx.data("resolver.system")
     host = service_hostname("s3", str(ctx.facts.region), ctx.settings.fips)
-    if not isinstance(system, Mapping) or host not in (system.get("misled_hosts") or ()):
+    if not misleads(ctx, host):
         return None
     return outcome(Finding(check_id, Status.CRITICAL, f"{action} not tried: resolver.system fails {host} here",
                            blocked_by="resolver.system",

@@ -34,6 +34,7 @@ from .causes import explain
 from .denials import classify, is_denial
 from .hostnames import partition_name, service_hostname
 from .model import Check, Context, Finding, MissingFact, Outcome, Settings, Status, outcome
+from .resolver import misleads
 
 CREDENTIALS, AUTH_SSM, PREFERENCES = "iam.credentials", "auth.ssm", "ssm.preferences"
 PREFERENCES_DOCUMENT = "SSM-SessionManagerRunShell"
@@ -172,11 +173,8 @@ def skew_words(skew: Optional[float]) -> str:
 def _blocked_by_path(ctx: Context, service: str) -> Optional[str]:
     """The network check whose failure already explains a failed call: the system resolver sends
     the service's name elsewhere (as it would for the agent), or the path to it failed."""
-    system = ctx.data("resolver.system")
-    if isinstance(system, Mapping):
-        host = service_hostname(service, ctx.facts.region or "", ctx.settings.fips)
-        if host in system.get("misled_hosts", ()):
-            return "resolver.system"
+    if misleads(ctx, service_hostname(service, ctx.facts.region or "", ctx.settings.fips)):
+        return "resolver.system"
     for cid in (f"reach.{service}", f"dns.{service}"):
         if ctx.ran(cid) and ctx.data(cid) is None:
             return cid
