@@ -45,6 +45,7 @@ from .memory import MemoryKeeper
 from .publishers import Publisher, PublishResult, PublishSettings, build_publishers
 from .report import Report
 from .runtime import run_check
+from .transitions import carry
 from .daemon_threads import Job, Stalled, Wakeup
 from .sdnotify import Notifier, one_line
 
@@ -262,7 +263,7 @@ class Daemon:
             log.error("cycle %d failed; the last good report stays in force", n,
                       exc_info=(type(exc), exc, exc.__traceback__), extra={"event": "cycle_failed", "cycle": n})
             return None, []
-        report: Report = job.result
+        report: Report = carry(self.last_report, job.result)  # when each finding's status began
         if self._pending_notes:
             report = replace(report, notes=tuple(report.notes) + tuple(self._pending_notes))
             self._pending_notes = []

@@ -50,7 +50,7 @@ NEEDED: Tuple[str, ...] = ("region", "instance_id", "vpc_id", "subnet_id", "vpc_
                            "local_ipv4", "public_ipv4", "instance_profile_arn")
 _FACT_FIELDS = ("region", "partition", "domain", "instance_id", "mac", "vpc_id", "subnet_id", "vpc_cidr",
                 "vpc_cidrs", "subnet_cidr", "local_ipv4", "public_ipv4", "instance_profile_arn",
-                "security_group_ids", "ipv6s", "vpc_ipv6_cidrs", "subnet_ipv6_cidrs")
+                "security_group_ids", "ipv6s", "vpc_ipv6_cidrs", "subnet_ipv6_cidrs", "availability_zone", "account_id")
 # The role's credentials as the SSM agent gets them (iam/security-credentials/<role>): asked with
 # the facts, kept only as a summary (Code, Expiration, ...); the keys themselves never leave here.
 CREDENTIALS_PATH = "iam/security-credentials/"
@@ -63,7 +63,7 @@ _LIST_FIELDS = ("vpc_cidrs", "security_group_ids", "ipv6s", "vpc_ipv6_cidrs", "s
 # be modified). Everything else (secondary CIDRs, security groups, public IPv4, instance profile) is
 # asked every time.
 STATIC_FACTS = frozenset({"region", "partition", "domain", "instance_id", "mac", "vpc_id", "subnet_id",
-                          "vpc_cidr", "subnet_cidr", "local_ipv4"})
+                          "vpc_cidr", "subnet_cidr", "local_ipv4", "availability_zone"})
 _remember_static = False
 _memo: Dict[str, Dict[str, Any]] = {}  # IMDS endpoint -> static fact -> validated value
 
@@ -103,6 +103,19 @@ def _iam_info(text: str) -> str:
     return profile_arn(doc["InstanceProfileArn"])
 
 
+# An AZ name: us-east-1b, and Local/Wavelength Zones such as us-east-1-bos-1a.
+_AZ_NAME = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+$")
+# The account in an instance profile ARN: arn:<partition>:iam::<account>:instance-profile/<name>.
+_ARN_ACCOUNT = re.compile(r"^arn:[a-z-]+:iam::([0-9]{12}):instance-profile/")
+
+
+def _availability_zone(text: str) -> str:
+    value = text.strip()
+    if len(value) > 64 or not _AZ_NAME.match(value):
+        raise Invalid(f"{show(text)} is not an availability zone", "a zone name like us-east-1b")
+    return value
+
+
 @dataclass(frozen=True)
 class _Path:
     fact: str
@@ -119,6 +132,7 @@ _PLAIN = (
     _Path("local_ipv4", "local-ipv4", ipv4, optional=True),  # 404 on an IPv6-only ENI (imds6)
     _Path("public_ipv4", "public-ipv4", ipv4, optional=True),  # 404: no public IPv4 (expected)
     _Path("instance_profile_arn", "iam/info", _iam_info, optional=True),  # 404: no instance profile
+    _Path("availability_zone", "placement/availability-zone", _availability_zone, optional=True),  # context only
 )
 _MAC = _Path("mac", "mac", mac_address)
 _PER_MAC = (
@@ -559,6 +573,10 @@ def _derive(values: Dict[str, Any], sources: Dict[str, str]) -> None:
         values["vpc_cidrs"], sources["vpc_cidrs"] = (primary,), "derived"
     # vpc_cidrs from IMDS without the primary: IMDS's order is not "primary first", so the primary
     # (the resolver's CIDR) stays unknown rather than guessed.
+    # The account, for the fleet view: the instance profile ARN names it (no extra request).
+    account = _ARN_ACCOUNT.match(str(values.get("instance_profile_arn") or ""))
+    if account and values.get("account_id") is None:
+        values["account_id"], sources["account_id"] = account.group(1), sources.get("instance_profile_arn", "derived")
     region = values.get("region")
     if region and values.get("partition") is None:
         values["partition"], sources["partition"] = hostnames.partition_name(region), "derived"

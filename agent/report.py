@@ -51,6 +51,9 @@ class Report:
     duration_s: float
     version: str = __version__
     notes: Tuple[str, ...] = field(default_factory=tuple)
+    # check id -> (epoch when its current status began, the status before it or ""): set by the daemon
+    # from its previous report (agent/transitions.py); empty when unknown (a one-shot check).
+    transitions: Mapping[str, Tuple[float, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Every report is redacted as it is made (replace() included): whatever renders or publishes
@@ -82,7 +85,13 @@ class Report:
             "facts": self.facts.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "notes": list(self.notes),
+            "transitions": {cid: {"since": _iso(since), "previous_status": before}
+                            for cid, (since, before) in sorted(self.transitions.items())},
         }
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _clean(text: str) -> str:
@@ -94,9 +103,10 @@ def _redacted_finding(f: Finding) -> Finding:
     # Redacted, and never a Python repr ("<… object at 0x…>") in what people read.
     summary, cause, fix = _clean(f.summary), _clean(f.cause or "") or f.cause, _clean(f.fix or "") or f.fix
     evidence = redact_value(f.evidence)
-    if summary is f.summary and cause is f.cause and fix is f.fix and evidence is f.evidence:
+    resource = redact_value(f.resource)  # ids and names, redacted like every string that leaves
+    if summary is f.summary and cause is f.cause and fix is f.fix and evidence is f.evidence and resource is f.resource:
         return f
-    return replace(f, summary=summary, cause=cause, fix=fix, evidence=evidence)
+    return replace(f, summary=summary, cause=cause, fix=fix, evidence=evidence, resource=resource)
 
 
 def _redacted_verdict(v: Verdict) -> Verdict:

@@ -4,15 +4,16 @@ A finding refers to a cause by its stable code (JSON ``cause_code``; the fleet v
 troubleshooting table group by it). ``explain(code, **params)`` fills the templates; a parameter
 that is not known is simply left out of the ``cli`` command (the fix then names the console step).
 Adding a cause: add it to the catalogue part of its concern (``causes_instance``, ``causes_network``,
-``causes_gateway``, ``causes_aws``), nowhere else; the code must be unique (a test checks).
+``causes_gateway``, ``causes_aws``), nowhere else, with the ``resource`` kind its text points at
+(checks/resources.py; pass the ids that kind needs to explain()); the code must be unique (a test checks).
 """
 from __future__ import annotations
 
 import re
 from contextvars import ContextVar
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, Mapping
 
-from . import causes_aws, causes_gateway, causes_instance, causes_network
+from . import causes_aws, causes_gateway, causes_instance, causes_network, resources
 from .causetype import Cause
 
 _PARTS = (causes_instance.CAUSES, causes_network.CAUSES, causes_gateway.CAUSES, causes_aws.CAUSES)
@@ -45,10 +46,10 @@ def _fmt(template: str, params: Dict[str, object]) -> str:
     return template.format_map(_Partial({k: v for k, v in params.items() if v not in (None, "", ())}))
 
 
-def explain(code: str, **params: object) -> Dict[str, Optional[str]]:
-    """``{"cause_code", "cause", "fix"}`` for a Finding. The fix ends with its CLI command, filled
-    from ``params`` and then from what the instance knows (KNOWN_IDS); what nobody knows is a
-    named ``<placeholder>``."""
+def explain(code: str, **params: object) -> Dict[str, Any]:
+    """``{"cause_code", "cause", "fix", "resource"}`` for a Finding. The fix ends with its CLI command,
+    filled from ``params`` and then from what the instance knows (KNOWN_IDS); what nobody knows is a
+    named ``<placeholder>``. ``resource`` is the AWS resource the cause points at (checks/resources.py)."""
     c = CAUSES[code]
     known = {k: v for k, v in KNOWN_IDS.get().items() if v not in (None, "", ())}
     merged = {**known, **{k: v for k, v in params.items() if v not in (None, "", ())}}
@@ -58,7 +59,8 @@ def explain(code: str, **params: object) -> Dict[str, Optional[str]]:
         cli = _UNFILLED.sub(lambda m: "<" + m.group(1).replace("_", "-") + ">", cli)
         fix = f"{fix}. CLI: {cli}"
     cause = _fmt(c.cause, merged)
-    return {"cause_code": code, "cause": cause, "fix": fix}
+    return {"cause_code": code, "cause": cause, "fix": fix,
+            "resource": resources.build(c.resource, merged, code)}
 
 
 def known_ids(facts: object) -> Dict[str, object]:

@@ -214,7 +214,7 @@ def _failure(ctx: Context, view: Ec2View, region: str, dns: Dict[str, Any], exc:
         if not name:  # any signed answer proves the path; the clock check names a skew
             ev.update(path_proven=True)
             return done(Status.OK, f"DynamoDB answered {code} in {ev['latency_ms']} ms: the path works")
-        return done(Status.CRITICAL, f"{op} {name}: {error}", **explain("dynamodb_error", error=error))
+        return done(Status.CRITICAL, f"{op} {name}: {error}", **explain("dynamodb_error", error=error, table=name))
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError)):
         text = f"{exc.__class__.__name__}: {exc}"
         ev["error"] = text
@@ -242,7 +242,7 @@ def path_cause(ctx: Context, view: Ec2View, region: str, ip: str, dns: Dict[str,
                ev: Dict[str, Any]) -> Dict[str, Any]:
     """DynamoDB did not answer (a drop): the same diagnosis as S3's (checks.gateway_path)."""
     if dns.get("interface_endpoint"):
-        return explain("tcp_timeout", ip=ip)
+        return explain("tcp_timeout", ip=ip, service="dynamodb")
     service = GatewayService("dynamodb", view.dynamodb_prefix_list_id if view.available else None,
                              tuple(view.dynamodb_prefix_list_cidrs) if view.available else (), gateway_route,
                              _route_missing)

@@ -74,6 +74,7 @@ def parse_endpoint(d: Mapping[str, Any], enis: Mapping[str, Mapping[str, Any]]) 
     ips: List[str] = []
     azs: Dict[str, str] = {}
     subnets: Dict[str, str] = {}
+    by_ip: Dict[str, str] = {}
     for eni_id in eni_ids:
         eni = enis.get(eni_id)
         if not eni:
@@ -82,6 +83,7 @@ def parse_endpoint(d: Mapping[str, Any], enis: Mapping[str, Mapping[str, Any]]) 
             if ip not in ips:
                 ips.append(ip)
                 azs[ip] = str(eni.get("AvailabilityZone", ""))
+                by_ip[ip] = str(eni_id)
                 if eni.get("SubnetId"):
                     subnets[ip] = str(eni["SubnetId"])
     return EndpointView(
@@ -95,6 +97,7 @@ def parse_endpoint(d: Mapping[str, Any], enis: Mapping[str, Mapping[str, Any]]) 
         eni_ips=tuple(ips),
         eni_azs=azs,
         eni_subnets=subnets,
+        eni_by_ip=by_ip,
         security_group_ids=tuple(g["GroupId"] for g in d.get("Groups") or () if g.get("GroupId")),
         route_table_ids=tuple(d.get("RouteTableIds") or ()),
         dns_names=tuple(e["DnsName"] for e in d.get("DnsEntries") or () if e.get("DnsName")),

@@ -45,6 +45,7 @@ class EndpointView:
     eni_ips: Tuple[str, ...] = ()  # private IPs of eni_ids (DescribeNetworkInterfaces)
     eni_azs: Mapping[str, str] = field(default_factory=dict)  # ip -> AZ
     eni_subnets: Mapping[str, str] = field(default_factory=dict)  # ip -> subnet id
+    eni_by_ip: Mapping[str, str] = field(default_factory=dict)  # ip -> ENI id (a finding's resource name)
     security_group_ids: Tuple[str, ...] = ()
     route_table_ids: Tuple[str, ...] = ()
     dns_names: Tuple[str, ...] = ()  # DnsEntries, regional first

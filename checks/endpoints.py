@@ -186,7 +186,7 @@ def run_eni(ctx: Context, service: str) -> Outcome:
             fid, Status.CRITICAL, f"{host} resolves to {_join(answers)} but {view.vpc_id or 'this VPC'} has no "
                                   f"interface endpoint for {service}",
             evidence={"confirmed": False, "answers": answers, "endpoint_id": None, "eni_ids": [], "eni_ips": []},
-            **explain("eni_mismatch", host=host, answers=_join(answers),
+            **explain("eni_mismatch", host=host, answers=_join(answers), service=service,
                       endpoint_id=f"(no {service} endpoint in {view.vpc_id or 'this VPC'})", eni_ips="no addresses")),
             data=None)
     if not ep.eni_ips:
@@ -207,6 +207,7 @@ def run_eni(ctx: Context, service: str) -> Outcome:
         return outcome(Finding(fid, status, f"{host} -> {_join(answers)} does not match endpoint {ep.id} ({detail})",
                                evidence=dict(evidence, confirmed=False, foreign=foreign, missing=missing),
                                **explain("eni_mismatch", host=host, answers=_join(answers), endpoint_id=ep.id,
+                                         service=service,
                                          eni_ips=_join(list(ep.eni_ips)))),
                        data=ep if not foreign else None)
     return outcome(Finding(fid, Status.OK, f"{host} -> {_join(answers)} are exactly the ENIs of {ep.id}",
@@ -323,6 +324,9 @@ def run_reach(ctx: Context, service: str) -> Outcome:
                                   evidence=evidence))
             continue
         code, params, extra = _ip_cause(tcp, tls, host, az, view, ep, ctx.facts)
+        # which endpoint ENI this is: the finding's resource (checks/resources.py), not in any text
+        params = dict(params, service=service, endpoint_id=ep.id if ep else None,
+                      eni_id=ep.eni_by_ip.get(tcp.ip) if ep else None)
         failures.append((tcp.ip, code, params))
         what = f"TLS failed: {tls.error}" if tls is not None else f"TCP {tcp.outcome}: {tcp.error}"
         per_ip.append(Finding(f"{fid}.{tcp.ip}", Status.CRITICAL if all_bad else Status.WARNING,

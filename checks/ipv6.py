@@ -286,10 +286,11 @@ def _failure_cause(ctx: Context, service: str, failed: List[Dict[str, Any]], hos
         proven = _sg_causes(view, view.endpoint_for(service), failed[0]["ip"], ctx.facts)
         if proven:
             code, params = proven[0]
-            return code, dict(params, ip=ips, host=host)
+            return code, dict(params, ip=ips, host=host, service=service)
     if all(d.get("tcp") == "timeout" for d in failed):
-        return "tcp_timeout", {"ip": ips, "host": host}
-    return "tls_failed", {"ip": ips, "host": host, "error": failed[0].get("tls_error") or failed[0].get("tcp_error")}
+        return "tcp_timeout", {"ip": ips, "host": host, "service": service}
+    return "tls_failed", {"ip": ips, "host": host, "service": service,
+                          "error": failed[0].get("tls_error") or failed[0].get("tcp_error")}
 
 
 def run(ctx: Context) -> Outcome:

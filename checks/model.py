@@ -49,6 +49,13 @@ class Finding:
     # no test object configured, no Date header to compare the clock with). The status stays OK for
     # the exit code (``--strict`` makes it count); every format shows the state as UNVERIFIED.
     verified: bool = True
+    # The AWS resource the cause points at, {"type", "id", "name"} (checks/resources.py, from explain()).
+    # A finding blocked by another has none of its own: its blocker's resource is the one to fix.
+    resource: Optional[Mapping[str, str]] = None
+
+    def __post_init__(self) -> None:
+        if self.blocked_by is not None and self.resource is not None:
+            object.__setattr__(self, "resource", None)
 
     @property
     def state(self) -> str:
@@ -67,6 +74,7 @@ class Finding:
             "evidence": dict(self.evidence),
             "duration_s": round(self.duration_s, 4),
             "blocked_by": self.blocked_by,
+            "resource": dict(self.resource) if self.resource else None,
         }
 
 
@@ -106,6 +114,8 @@ class Facts:
     public_ipv4: Optional[str] = None
     instance_profile_arn: Optional[str] = None
     security_group_ids: Tuple[str, ...] = ()
+    availability_zone: Optional[str] = None  # IMDS placement/availability-zone
+    account_id: Optional[str] = None  # from the instance profile ARN (iam/info); None without a profile
     # IPv6 (checks/ipv6.py): the primary ENI's addresses and the CIDRs IMDS gives; () = no IPv6.
     ipv6s: Tuple[str, ...] = ()
     vpc_ipv6_cidrs: Tuple[str, ...] = ()

@@ -51,10 +51,16 @@ _NAMED_GATE = re.compile(r"(?:signature|credential|token|key|keyid|key_id|passwo
 _RUN_GATE = re.compile(r"[A-Za-z0-9/+=]{40}|(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{16}")
 
 
+# Only these names: a session token's base64 may end in "=" padding, so "name=" alone proves nothing.
+_SYNC_PARTITION = re.compile(r"accountid=[0-9]{12}|region=[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}|resourcetype=[A-Za-z]+")
+
+
 def _random_looking(match: "re.Match[str]") -> str:
     run = match.group(0)
     if "/" in run.strip("/") and any(len(part) < 6 for part in run.split("/")):
         return run  # a path of words ("/aws/ssm/SessionManager/…"), not a key
+    if "/" in run and any(_SYNC_PARTITION.fullmatch(part) for part in run.split("/")):
+        return run  # a Resource Data Sync key (…/accountid=…/region=…/resourcetype=…), not a key
     upper = any(c.isupper() for c in run)
     lower = any(c.islower() for c in run)
     digit = any(c.isdigit() for c in run)

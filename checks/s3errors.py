@@ -131,7 +131,7 @@ def client_error_cause(call: S3Call, exc: Any, ev: Dict[str, Any]) -> Tuple[str,
                         bucket=call.bucket or "the bucket",
                         endpoint_id=gateway.id if gateway else None))
     return (f"{what}: {status} {code} {message}".rstrip(),
-            explain("s3_error", error=f"{status} {code}: {message}".rstrip(": ")))
+            explain("s3_error", error=f"{status} {code}: {message}".rstrip(": "), bucket=call.bucket))
 
 
 def _s3_skew_words(err: Mapping[str, Any]) -> str:
@@ -236,7 +236,7 @@ def _path_cause(call: S3Call, text: str, ev: Dict[str, Any], ip: str) -> Tuple[s
     if call.dns.get("interface_endpoint"):
         iface = view.endpoint_for("s3", "Interface") if view.available else None
         az = iface.eni_azs.get(call.dns["answers"][0], "?") if iface else "?"
-        return summary, explain("tcp_timeout", ip=ip, az=az)
+        return summary, explain("tcp_timeout", ip=ip, az=az, service="s3")
     return summary, drop_cause(call.ctx, view, gateway_service(view), ip, list(call.dns.get("answers", ())), ev)
 
 

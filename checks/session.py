@@ -171,7 +171,7 @@ def _proven(fid: str, summary: str, ev: Dict[str, Any]) -> Finding:
     if not bad:
         return Finding(fid, Status.OK, summary, evidence=ev)
     return Finding(fid, Status.WARNING, f"{summary}; but {bad['summary']}", evidence=ev, cause_code=bad["cause_code"],
-                   cause=bad["cause"], fix=bad["fix"])
+                   cause=bad["cause"], fix=bad["fix"], resource=bad.get("resource"))
 
 
 def _unproven(fid: str, what: str, action: str, error: str, ev: Dict[str, Any]) -> Finding:
@@ -208,7 +208,7 @@ def _path(ctx: Context, service: str, fid: str, purpose: str, ev: Dict[str, Any]
                            evidence=ev, **explain(f"session_{service}_endpoint_missing", host=ev["host"],
                                                    answers=", ".join(ev["answers"] or ()) or "none",
                                                    region=ctx.facts.region, vpc_id=ctx.facts.vpc_id,
-                                                   subnet_id=ctx.facts.subnet_id, sg_id=sg))
+                                                   subnet_id=ctx.facts.subnet_id, sg_id=sg, service=service))
         return replace(first, id=fid, summary=f"{purpose} needs the {service} endpoint: {first.summary}",
                        evidence=ev)
     if reach is None:
@@ -220,7 +220,7 @@ def _path(ctx: Context, service: str, fid: str, purpose: str, ev: Dict[str, Any]
         return replace(head, id=fid, summary=f"{purpose} needs the {service} endpoint: {head.summary}", evidence=ev)
     if head.status != Status.OK:  # some AZs fail: clients that pick them stall
         ev["degraded"] = {"summary": head.summary, "cause_code": head.cause_code, "cause": head.cause,
-                          "fix": head.fix}
+                          "fix": head.fix, "resource": dict(head.resource) if head.resource else None}
     return None
 
 

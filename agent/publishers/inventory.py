@@ -1,16 +1,20 @@
 """SSM inventory: the findings and verdicts as two custom types, sent with ``PutInventory``.
 
 One entry per finding in ``Custom:VpceDoctor`` (CheckId, Status, Summary, Cause, CauseCode, Fix,
-Evidence, CheckedAt, AgentVersion) and one per verdict in ``Custom:VpceDoctorVerdict`` (Verdict,
-Status, Reason, CheckedAt, AgentVersion): at most two of the account's 20 custom types, and the
-same attribute names in every entry. ``build_inventory`` is shared with the inventory file, so
-both paths carry the same content.
+Evidence, CheckedAt, AgentVersion, and for the fleet view (agent/fleet_model.py): BlockedBy,
+StatusSince, PreviousStatus, CauseResourceType, CauseResourceId, CauseResourceName — the AWS resource the cause
+points at, checks/resources.py — and the instance's context AwsAccountId, AwsRegion, VpcId, SubnetId,
+AvailabilityZone, SecurityGroupIds, RoleName) and one per verdict in ``Custom:VpceDoctorVerdict``
+(Verdict, Status, Reason, CheckedAt, AgentVersion): at most two of the account's 20 custom types,
+and the same attribute names in every entry ("" when unknown). StatusSince is when the finding
+entered its current status (the daemon carries it, agent/transitions.py; CheckedAt when unknown).
+``build_inventory`` is shared with the inventory file, so both paths carry the same content.
 
 Limits (shared/AWS-FACTS.md; botocore's ssm model; amazon-ssm-agent
 agent/plugins/inventory/gatherers/custom/customGatherer.go):
 * 1-30 items per call — items, not entries: 60 findings are one item with 60 entries;
 * TypeName 1-100 chars ``^(AWS|Custom):.*$``; SchemaVersion "1.0"; CaptureTime ``YYYY-MM-DDTHH:MM:SSZ``;
-* ≤ 10,000 entries, ≤ 50 attributes (we send 9 and 5), names ≤ 64 chars, values ≤ 4096. The service counts
+* ≤ 10,000 entries, ≤ 50 attributes (we send 22 and 5), names ≤ 64 chars, values ≤ 4096. The service counts
   characters, the agent's gatherer counts bytes (Go ``len``): we cut at 4096 UTF-8 bytes on a
   character boundary, which satisfies both;
 * 200 KB per item and 1 MB per call (the Systems Manager quotas; the lab enforces the same):
@@ -18,7 +22,7 @@ agent/plugins/inventory/gatherers/custom/customGatherer.go):
 
 ContentHash: the service keeps the stored item when the hash is unchanged (API reference,
 InventoryItem.ContentHash). The hash covers the *diagnosis* — each check's id, status, cause code,
-cause and fix, the verdicts — and the UTC date, not Summary/Evidence (latencies change every cycle)
+cause and fix, its resource, blocker and status start, the verdicts — and the UTC date, not Summary/Evidence (latencies change every cycle)
 nor CheckedAt. So a steady state is stored once a day (a heartbeat), a changed diagnosis at once,
 and unchanged cycles cost no inventory update (nor an AWS Config item). The publisher also skips
 the call itself while the hash equals the last one that succeeded.
@@ -45,10 +49,13 @@ MAX_CALL_BYTES = 1024 * 1024 - 16 * 1024
 MARKER = "…[truncated]"
 
 FINDING_ATTRIBUTES = ("CheckId", "Status", "Summary", "Cause", "CauseCode", "Fix", "Evidence", "CheckedAt",
-                      "AgentVersion")
+                      "AgentVersion", "BlockedBy", "StatusSince", "PreviousStatus", "CauseResourceType", "CauseResourceId",
+                      "CauseResourceName", "AwsAccountId", "AwsRegion", "VpcId", "SubnetId", "AvailabilityZone",
+                      "SecurityGroupIds", "RoleName")
 VERDICT_ATTRIBUTES = ("Verdict", "Status", "Reason", "CheckedAt", "AgentVersion")
 # What the ContentHash covers (see the module doc).
-_FINDING_STATE = ("CheckId", "Status", "CauseCode", "Cause", "Fix", "AgentVersion")
+_FINDING_STATE = ("CheckId", "Status", "CauseCode", "Cause", "Fix", "AgentVersion", "CauseResourceType", "CauseResourceId",
+                  "BlockedBy", "StatusSince")
 _VERDICT_STATE = ("Verdict", "Status", "Reason", "AgentVersion")
 # Shrinking steps when an item exceeds MAX_ITEM_BYTES: (Evidence bytes, other text bytes).
 _SHRINK_STEPS = ((MAX_VALUE_BYTES, MAX_VALUE_BYTES), (1024, MAX_VALUE_BYTES), (256, 1024), (64, 256), (2, 128))
@@ -161,18 +168,52 @@ def capture_time(report: Report) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.started_at))
 
 
+def _context(report: Report) -> Dict[str, str]:
+    """The instance's context, the same in every entry: where the fleet view groups and samples."""
+    facts = report.facts
+    credentials = facts.credentials if isinstance(facts.credentials, Mapping) else {}
+    arn = facts.instance_profile_arn or ""
+    role = credentials.get("role") or (arn.rsplit("/", 1)[-1] if ":instance-profile/" in arn else "")
+    values = {"AwsAccountId": facts.account_id, "AwsRegion": facts.region, "VpcId": facts.vpc_id,
+              "SubnetId": facts.subnet_id, "AvailabilityZone": facts.availability_zone,
+              "SecurityGroupIds": ",".join(sorted(facts.security_group_ids)), "RoleName": role}
+    return {k: fit_text(str(v or ""), 1024) for k, v in values.items()}
+
+
+def _since(report: Report, check_id: str, checked_at: str) -> Tuple[str, str]:
+    """(StatusSince, PreviousStatus): from the daemon's transitions; CheckedAt and "" when unknown."""
+    known = report.transitions.get(check_id)
+    if not known:
+        return checked_at, ""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(known[0])), fit_text(known[1], 64)
+
+
 def _finding_entries(report: Report, checked_at: str, evidence_limit: int, text_limit: int) -> List[Dict[str, str]]:
-    return [{
-        "CheckId": fit_text(f.id, 1024),
-        "Status": f.status.name,
-        "Summary": fit_text(f.summary, text_limit),
-        "Cause": fit_text(f.cause, text_limit),
-        "CauseCode": fit_text(f.cause_code, 256),
-        "Fix": fit_text(f.fix, text_limit),
-        "Evidence": fit_json(dict(f.evidence), evidence_limit),
-        "CheckedAt": checked_at,
-        "AgentVersion": fit_text(report.version, 64),
-    } for f in report.findings]
+    context = _context(report)
+    entries = []
+    for f in report.findings:
+        since, previous = _since(report, f.id, checked_at)
+        resource = f.resource or {}
+        entry = {
+            "CheckId": fit_text(f.id, 1024),
+            "Status": f.status.name,
+            "Summary": fit_text(f.summary, text_limit),
+            "Cause": fit_text(f.cause, text_limit),
+            "CauseCode": fit_text(f.cause_code, 256),
+            "Fix": fit_text(f.fix, text_limit),
+            "Evidence": fit_json(dict(f.evidence), evidence_limit),
+            "CheckedAt": checked_at,
+            "AgentVersion": fit_text(report.version, 64),
+            "BlockedBy": fit_text(f.blocked_by, 1024),
+            "StatusSince": since,
+            "PreviousStatus": previous,
+            "CauseResourceType": fit_text(resource.get("type"), 64),
+            "CauseResourceId": fit_text(resource.get("id"), 1024),
+            "CauseResourceName": fit_text(resource.get("name"), 1024),
+        }
+        entry.update(context)
+        entries.append(entry)
+    return entries
 
 
 def _json_size(value: Any) -> int:
@@ -207,6 +248,13 @@ def _fit_item(report: Report, checked_at: str, notes: List[str]) -> List[Dict[st
     return entries
 
 
+def _state(report: Report, entry: Mapping[str, str]) -> List[str]:
+    """An entry's part of the ContentHash. An unknown StatusSince is CheckedAt, which changes every run
+    and is left out like CheckedAt; a known one (the daemon's) is part of the diagnosis."""
+    known = entry["CheckId"] in report.transitions
+    return [entry[k] if k != "StatusSince" or known else "" for k in _FINDING_STATE]
+
+
 def build_inventory(report: Report, type_name: str, verdict_type_name: str) -> InventoryContent:
     captured = capture_time(report)
     notes: List[str] = []
@@ -221,7 +269,7 @@ def build_inventory(report: Report, type_name: str, verdict_type_name: str) -> I
     day = captured[:10]
     items = (
         InventoryItem(type_name, captured, tuple(findings),
-                      _sha256([type_name, SCHEMA_VERSION, day, [[e[k] for k in _FINDING_STATE] for e in findings]])),
+                      _sha256([type_name, SCHEMA_VERSION, day, [_state(report, e) for e in findings]])),
         InventoryItem(verdict_type_name, captured, tuple(verdicts),
                       _sha256([verdict_type_name, SCHEMA_VERSION, day, [[e[k] for k in _VERDICT_STATE] for e in verdicts]])),
     )

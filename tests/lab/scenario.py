@@ -89,6 +89,7 @@ class FindingExpect:
     statuses: Tuple[str, ...] = ()  # any of these; empty: the finding only has to exist
     cause_codes: Tuple[str, ...] = ()  # any of these; empty: not compared
     evidence: Mapping[str, Any] = field(default_factory=dict)  # a subset of the finding's evidence
+    resource_types: Tuple[str, ...] = ()  # its resource.type, any of these (checks/resources.py); empty: any
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,15 @@ def _known_cause_codes() -> Optional[set]:
     return set(CAUSES)
 
 
+def _resource_kinds() -> Optional[Tuple[str, ...]]:
+    """The resource kinds a finding can name (checks/resources.py); None when the agent isn't importable."""
+    try:
+        from checks.resources import KINDS
+    except Exception:  # noqa: BLE001 - the lab must not depend on the agent being importable
+        return None
+    return KINDS
+
+
 def _one_or_many(sec: _Section, key: str, choices: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
     value = sec.raw(key, None)
     if value is None:
@@ -509,7 +519,8 @@ def _expect(sec: _Section) -> Expect:
             if causes is not None and code not in causes:
                 one.fail("cause_code", f"{code!r} is not a cause code of checks/causes.py")
         findings[fid] = FindingExpect(statuses=_one_or_many(one, "status", STATUSES),
-                                      cause_codes=cause_codes, evidence=evidence)
+                                      cause_codes=cause_codes, evidence=evidence,
+                                      resource_types=_one_or_many(one, "resource_type", _resource_kinds()))
         one.finish()
     fsec.finish()
     vsec = sec.section("verdicts")

@@ -58,11 +58,26 @@ def test_every_shipped_scenario_loads() -> None:
     ({"etc_hosts": {"ssm.us-east-1.amazonaws.com": "8.8.4.4"}}, "outside the lab's ranges"),
     ({"stale_answers": {"nosuch": ["10.0.1.150"]}}, "x.yaml:stale_answers.nosuch: not an interface endpoint"),
     ({"expect": {"findings": {"dns.ssm": {"status": "BAD"}}}}, "x.yaml:expect.findings.dns.ssm.status: expected one of OK"),
+    ({"expect": {"findings": {"dns.ssm": {"resource_type": "vpce"}}}},
+     "x.yaml:expect.findings.dns.ssm.resource_type: expected one of endpoint-eni, endpoint"),
 ])
 def test_scenario_errors_are_one_line_with_the_key(data: dict, message: str) -> None:
     with pytest.raises(ScenarioError) as err:
         parse(data, "x.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_verify_compares_the_resource_type() -> None:
+    from tests.lab.verify import AgentRun, compare
+
+    expect = parse({"expect": {"findings": {"reach.ssm": {"resource_type": ["security-group", "endpoint"]}}}},
+                   "x.yaml").expect
+    report = {"findings": [{"id": "reach.ssm", "status": "CRITICAL",
+                            "resource": {"type": "endpoint-eni", "id": "vpc-0a1b2c3d/ssm/10.0.1.101", "name": ""}}]}
+    run = AgentRun([], 2, json.dumps(report), "", 1.0)
+    assert compare(expect, run) == ["reach.ssm resource.type endpoint-eni != security-group|endpoint"]
+    report["findings"][0]["resource"]["type"] = "endpoint"
+    assert compare(expect, AgentRun([], 2, json.dumps(report), "", 1.0)) == []
 
 
 def test_ruleset_models_security_groups_and_routes() -> None:

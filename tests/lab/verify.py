@@ -70,6 +70,9 @@ def compare(expect: Expect, run: AgentRun) -> List[str]:
             problems.append(f"{fid} status {got.get('status')} != {'|'.join(want.statuses)}")
         if want.cause_codes and got.get("cause_code") not in want.cause_codes:
             problems.append(f"{fid} cause_code {got.get('cause_code')} != {'|'.join(want.cause_codes)}")
+        resource_type = (got.get("resource") or {}).get("type")
+        if want.resource_types and resource_type not in want.resource_types:
+            problems.append(f"{fid} resource.type {resource_type} != {'|'.join(want.resource_types)}")
         evidence = got.get("evidence") or {}
         for key, value in want.evidence.items():
             if evidence.get(key) != value:

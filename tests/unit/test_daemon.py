@@ -523,6 +523,26 @@ def test_transitions_are_called_out(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert any(t.startswith("overall transition: CRITICAL -> OK") for t in text)
 
 
+def test_published_reports_carry_when_each_status_began(tmp_path: Path) -> None:
+    """agent/transitions.py through the loop: the inventory's StatusSince/PreviousStatus come from here."""
+    sequence = [Status.OK, Status.OK, Status.CRITICAL, Status.CRITICAL]
+    recorder = Recorder()
+
+    def check(config: Any) -> Report:
+        return make_report(sequence.pop(0) if sequence else Status.CRITICAL)
+
+    daemon = Daemon(inprocess_config(tmp_path), None, check=check, publishers_factory=lambda s, d, ca: [recorder])
+    running = InProcess(daemon)
+    reports = recorder.wait_for(4)[:4]
+    running.stop()
+    first = reports[0].started_at
+    assert reports[0].transitions["dns.ssm"] == (first, "")  # the first cycle: starts now, previous unknown
+    assert reports[1].transitions["dns.ssm"] == (first, "") and reports[1].transitions["resolver"] == (first, "")
+    assert reports[2].transitions["dns.ssm"] == (reports[2].started_at, "OK")
+    assert reports[3].transitions["dns.ssm"] == (reports[2].started_at, "OK")
+    assert reports[3].transitions["resolver"] == (first, "")
+
+
 def test_watchdog_pings_stop_while_the_loop_is_stalled_and_resume(tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     """The second cycle's check hangs: once its lease (deadline 0.5 s + grace 0.3 s) is over, no

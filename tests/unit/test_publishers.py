@@ -48,7 +48,10 @@ READY_TIMEOUT_S = 60.0
 UNREGISTERED = "i-0123456789abcdef0"
 TYPE, VERDICT_TYPE = "Custom:VpceDoctor", "Custom:VpceDoctorVerdict"
 # The attribute set of every entry (same names, same case).
-FINDING_KEYS = {"CheckId", "Status", "Summary", "Cause", "CauseCode", "Fix", "Evidence", "CheckedAt", "AgentVersion"}
+FINDING_KEYS = {"CheckId", "Status", "Summary", "Cause", "CauseCode", "Fix", "Evidence", "CheckedAt", "AgentVersion",
+                # the fleet contract (issue 13): the same names in every entry
+                "BlockedBy", "StatusSince", "PreviousStatus", "CauseResourceType", "CauseResourceId", "CauseResourceName",
+                "AwsAccountId", "AwsRegion", "VpcId", "SubnetId", "AvailabilityZone", "SecurityGroupIds", "RoleName"}
 VERDICT_KEYS = {"Verdict", "Status", "Reason", "CheckedAt", "AgentVersion"}
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,15 @@ def expected_entries(report: Report) -> List[Dict[str, str]]:
     return [{"CheckId": f.id, "Status": f.status.name, "Summary": f.summary, "Cause": f.cause or "",
              "CauseCode": f.cause_code or "", "Fix": f.fix or "",
              "Evidence": json.dumps(dict(f.evidence), separators=(",", ":"), sort_keys=True, ensure_ascii=False),
-             "CheckedAt": checked, "AgentVersion": report.version} for f in report.findings]
+             "CheckedAt": checked, "AgentVersion": report.version,
+             # the fleet view's attributes: what the cause points at, and the instance's context
+             "BlockedBy": f.blocked_by or "", "StatusSince": checked, "PreviousStatus": "",
+             "CauseResourceType": (f.resource or {}).get("type", ""), "CauseResourceId": (f.resource or {}).get("id", ""),
+             "CauseResourceName": (f.resource or {}).get("name", ""), "AwsAccountId": report.facts.account_id or "",
+             "AwsRegion": report.facts.region or "", "VpcId": report.facts.vpc_id or "",
+             "SubnetId": report.facts.subnet_id or "", "AvailabilityZone": report.facts.availability_zone or "",
+             "SecurityGroupIds": ",".join(sorted(report.facts.security_group_ids)), "RoleName": ""}
+            for f in report.findings]
 
 
 def stored(lab: LoopbackLayer, type_name: str = TYPE, instance_id: Optional[str] = None) -> Dict[str, Any]:

@@ -78,3 +78,12 @@ def test_nested_evidence_and_secret_named_keys() -> None:
     assert PASSWORD not in dumped and KEY_ID not in dumped and "short" not in dumped
     assert out["proxy"]["HTTPS_PROXY"] == "***@proxy:3128"
     assert out["creds"]["Token"] == MASK
+
+
+def test_a_resource_data_sync_key_is_not_a_secret() -> None:
+    """`fleet --from-sync` names objects by their key: the partitions make a long mixed-case run."""
+    key = ("s3://b/inventory/Custom:VpceDoctor/accountid=111111111111/region=ap-southeast-2/"
+           "resourcetype=ManagedInstanceInventory/i-03b05e392a6ea1c0d.json")
+    assert redact(key) == key
+    # Only well-formed partitions count: a secret with "accountid=" glued on is still masked.
+    assert "AAAAbbbbCCCC1234dddEEEE5678ffffGGGG9999" not in redact("t AQoDYXdzEJr/accountid=AAAAbbbbCCCC1234dddEEEE5678ffffGGGG9999")

@@ -93,6 +93,7 @@ class StoredItem:
 class ManagedInstance:
     instance_id: str
     ip: Optional[str] = None
+    status: str = "Active"  # AWS:InstanceInformation InstanceStatus (Active, ConnectionLost, Terminated …)
 
 
 class InventoryService:
@@ -107,6 +108,10 @@ class InventoryService:
         self._instances: Dict[str, ManagedInstance] = {}
         self._registered_at: Dict[str, str] = {}
         self._items: Dict[str, Dict[str, StoredItem]] = {}
+        self._custom_types: set = set()  # kept as items are stored: no scan of every instance per put
+        # GetInventory's filtered entities per query, so a page costs a slice, not a scan of the fleet;
+        # cleared whenever what a query could see changes (register, a stored item).
+        self._query_cache: Dict[str, List[Dict[str, Any]]] = {}
         self._model = botocore.session.get_session().get_service_model("ssm")
 
     # --- managed instances: the seeded one and any fleet a test registers ------------------------
@@ -117,6 +122,7 @@ class InventoryService:
             for instance in instances:
                 self._instances[instance.instance_id] = instance
                 self._registered_at.setdefault(instance.instance_id, now)
+            self._query_cache.clear()
 
     def handle(self, operation: str, payload: Dict[str, Any]) -> Dict[str, Any]:
         """Run one operation; raise InventoryError for an error reply."""
@@ -152,7 +158,7 @@ class InventoryService:
                                  "The size of inventory data has exceeded the total size limit for the resource.")
         items = [self._checked_item(raw) for raw in payload["Items"]]
 
-        custom = {t for types in self._items.values() for t in types if t.startswith("Custom:")}
+        custom = set(self._custom_types)
         custom.update(item.type_name for item in items if item.type_name.startswith("Custom:"))
         if len(custom) > MAX_CUSTOM_TYPES:
             raise InventoryError("CustomSchemaCountLimitExceededException",
@@ -168,6 +174,8 @@ class InventoryService:
             stored[item.type_name] = item
             changed = True
         if changed:
+            self._custom_types = custom
+            self._query_cache.clear()
             self._persist()
         return {}
 
@@ -199,15 +207,21 @@ class InventoryService:
                                      f"The result attribute {type_name} is not valid.")
         shown = result_types[0] if result_types else INSTANCE_INFORMATION
 
-        entities = []
-        for instance_id in sorted(self._instances):
-            types = self._types_of(instance_id)
-            if not all(_matches(types.get(f.type_name), f) for f in filters):
-                continue
-            item = types.get(shown)
-            if item is None:
-                continue
-            entities.append({"Id": instance_id, "Data": {shown: item.result_item()}})
+        cache_key = json.dumps([payload.get("Filters"), result_types], sort_keys=True, default=str)
+        entities = self._query_cache.get(cache_key)
+        if entities is None:
+            entities = []
+            for instance_id in sorted(self._instances):
+                types = self._types_of(instance_id)
+                if not all(_matches(types.get(f.type_name), f) for f in filters):
+                    continue
+                item = types.get(shown)
+                if item is None:
+                    continue
+                entities.append({"Id": instance_id, "Data": {shown: item.result_item()}})
+            if len(self._query_cache) >= 64:  # bounded: a test's many one-off queries
+                self._query_cache.clear()
+            self._query_cache[cache_key] = entities
 
         page, next_token = _paginate(entities, payload, fingerprint=("GetInventory", payload.get("Filters"),
                                                                     result_types))
@@ -394,7 +408,7 @@ def _paginate(rows: List[Any], payload: Dict[str, Any], fingerprint: Any) -> Tup
 
 def _instance_information(instance: ManagedInstance, capture_time: str) -> StoredItem:
     entry = {"AgentType": "amazon-ssm-agent", "AgentVersion": "3.3.1142.0", "InstanceId": instance.instance_id,
-             "InstanceStatus": "Active", "PlatformName": "Amazon Linux", "PlatformType": "Linux",
+             "InstanceStatus": instance.status, "PlatformName": "Amazon Linux", "PlatformType": "Linux",
              "PlatformVersion": "2023", "ResourceType": "EC2Instance"}
     if instance.ip:
         entry["IpAddress"] = instance.ip

@@ -10,11 +10,41 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
 STOP_TIMEOUT_S = 10.0
+
+
+def ready_line(proc: "subprocess.Popen[str]", timeout_s: float, is_ready: Callable[[str], bool],
+               fail: Callable[[str], None]) -> str:
+    """The first stdout line ``is_ready`` accepts, waited for at most ``timeout_s``; ``fail(why)``
+    (which raises) when the process says nothing in time or exits first."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(timeout=remaining):
+                fail("no READY in time")
+            line = proc.stdout.readline()
+            if not line:
+                fail("exited before READY")
+            if is_ready(line):
+                return line
+
+
+def terminate(proc: "subprocess.Popen[Any]", timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; reaped either way."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def loopback_world(name: str) -> Dict[str, Any]:
@@ -67,19 +97,7 @@ class LoopbackLayer:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until the READY line (bounded), then read aws-ids.json."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sel.select(timeout=remaining):
-                    self._fail("no READY in time")
-                line = self.proc.stdout.readline()
-                if not line:
-                    self._fail("exited before READY")
-                if line.strip() == "READY":
-                    break
+        ready_line(self.proc, timeout_s, lambda line: line.strip() == "READY", self._fail)
         self.ids = json.loads((self.state / "aws-ids.json").read_text())
         self.url = "https://" + self.ids["front_addresses"][0]
 
@@ -89,13 +107,7 @@ class LoopbackLayer:
         raise LayerError(f"AWS layer: {why}; stderr:\n{stderr[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -1,0 +1,300 @@
+"""Reading the fleet through ``ssm:GetInventory``: every (profile, region) partition at once.
+
+One partition is one account (its credentials) in one region. Each is read with two queries — the
+instances that publish the type (all their entries: Status Equal every status; the Exists operator
+needs aggregators) and the managed instances (AWS:InstanceInformation, not terminated) — pages
+handed to the sink as they arrive. Pages within one query follow each other (NextToken), so the
+concurrency is across queries and partitions, bounded by ``concurrency``.
+
+Throttling: SSM answers ``ThrottlingException`` ("Rate exceeded") past an account's request rate.
+Each partition (one account and region: one rate limit) shares one ``AdaptiveRate``: unlimited until
+the first throttled answer, then the rate that was getting through, cut on every throttle and raised
+step by step on success (additive increase, multiplicative decrease — what botocore's "adaptive"
+mode does, but here every wait is bounded by the deadline, which botocore's own sleeps are not).
+A throttled page is retried after its wait with the NextToken kept, so nothing is read twice and
+nothing is skipped; past the deadline the throttling error itself is what the user reads.
+"""
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+from .fleet_coverage import INSTANCE_INFORMATION, MAX_PAGES, FleetError
+from .fleet_model import STATUSES, Sink, instance_report
+
+MAX_PAGE = 50                # GetInventory MaxResults: 1-50
+DEFAULT_MAX_ATTEMPTS = 5     # botocore attempts per call (AWS_MAX_ATTEMPTS / profile override)
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+BACKOFF_CAP_S = 8.0
+THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
+
+
+@dataclass(frozen=True)
+class Partition:
+    profile: Optional[str]
+    region: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.profile}/{self.region}" if self.profile else self.region
+
+
+@dataclass
+class ApiStats:
+    """What the reading took, per partition and query: pages, throttled answers, done or not."""
+    pages: Dict[Tuple[str, str], int] = field(default_factory=dict)      # (partition, query) -> pages
+    done: Set[Tuple[str, str]] = field(default_factory=set)
+    throttled: int = 0
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def page(self, where: Tuple[str, str]) -> None:
+        with self.lock:
+            self.pages[where] = self.pages.get(where, 0) + 1
+            self.calls += 1
+
+    def not_fetched(self, partitions: Sequence[Partition]) -> str:
+        missing = []
+        for p in partitions:
+            for query in ("findings", "managed"):
+                if (p.label, query) not in self.done:
+                    n = self.pages.get((p.label, query), 0)
+                    missing.append(f"{p.label} {query}" + (f" after page {n}" if n else ""))
+        return ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+
+    @property
+    def total_pages(self) -> int:
+        return sum(self.pages.values())
+
+
+class AdaptiveRate:
+    """A per-partition send rate that follows what the service accepts (thread-safe)."""
+
+    MIN_RATE = 0.5      # calls per second, the floor after repeated throttling
+    STEP = 0.25         # added per successful call once limited
+    CUT = 0.7           # kept per throttled answer
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rate: Optional[float] = None       # None: not limited yet
+        self._next_at = 0.0
+        self._recent: "collections.deque[float]" = collections.deque(maxlen=64)
+
+    def wait_time(self) -> float:
+        """Reserve the next send slot; returns how long to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            if self.rate is None:
+                return 0.0
+            slot = max(now, self._next_at)
+            self._next_at = slot + 1.0 / self.rate
+            return slot - now
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._recent.append(time.monotonic())
+            if self.rate is not None:
+                self.rate += self.STEP / max(1.0, self.rate)
+
+    def throttled(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self.rate is None:  # start from the rate that was getting through (last 2 s)
+                sent = sum(1 for t in self._recent if t >= now - 2.0)
+                self.rate = max(self.MIN_RATE, self.CUT * sent / 2.0)
+            else:
+                self.rate = max(self.MIN_RATE, self.rate * self.CUT)
+
+
+def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Optional[str],
+                ca_bundle: Optional[str], deadline_s: float, pool: int = 4) -> Any:
+    """An ssm client for an operator's credentials: the usual chain (env, profile, SSO, ...),
+    botocore's standard retries (transient errors), timeouts no longer than the deadline."""
+    import botocore.session
+    from botocore.config import Config
+
+    session = botocore.session.Session(profile=profile)
+    region = region or session.get_config_variable("region")
+    if not region:
+        raise FleetError("no region: pass --region/--regions, or set AWS_REGION or the profile's region")
+    attempts = session.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
+    config = Config(retries={"mode": "standard", "total_max_attempts": int(attempts)},
+                    connect_timeout=min(CONNECT_TIMEOUT_S, deadline_s), read_timeout=min(READ_TIMEOUT_S, deadline_s),
+                    max_pool_connections=pool, user_agent_extra="vpce-doctor-fleet")
+    client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url,
+                                   verify=ca_bundle or None, config=config)
+    _entities_as_json(client)
+    return client
+
+
+def _entities_as_json(client: Any) -> None:
+    """Let botocore hand GetInventory's ``Entities`` over as the JSON it decoded, unwalked.
+
+    botocore's JSON parser walks the output shape value by value: for 10,000 instances of ~20 entries
+    that walk was nine tenths of the CPU of a fleet read. The shape becomes a *document* (a JSON value
+    taken as is, which every botocore parser since 1.20 supports) for this client's operation model
+    only; ``_query`` checks every value's type itself, as it did before."""
+    from botocore.model import ShapeResolver
+
+    operation = client.meta.service_model.operation_model("GetInventory")
+    resolver = ShapeResolver({
+        "VpceDoctorGetInventoryResult": {"type": "structure", "members": {
+            "Entities": {"shape": "VpceDoctorEntities"}, "NextToken": {"shape": "VpceDoctorNextToken"}}},
+        "VpceDoctorEntities": {"type": "structure", "members": {}, "document": True},
+        "VpceDoctorNextToken": {"type": "string"}})
+    # output_shape is a botocore CachedProperty (a non-data descriptor): the instance's value wins.
+    operation.__dict__["output_shape"] = resolver.get_shape_by_name("VpceDoctorGetInventoryResult")
+
+
+def default_region(profile: Optional[str]) -> Optional[str]:
+    import botocore.session
+
+    return botocore.session.Session(profile=profile).get_config_variable("region")
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(((response or {}).get("Error") or {}).get("Code") or "") if isinstance(response, dict) else ""
+
+
+def _call(client: Any, request: Dict[str, Any], deadline_at: float, stats: ApiStats,
+          rate: AdaptiveRate) -> Dict[str, Any]:
+    """One GetInventory page at the partition's adaptive rate; a throttled answer (after botocore's
+    own attempts) slows the rate and is retried, with backoff and jitter, while the deadline allows."""
+    delay = 0.25
+    last: Optional[Exception] = None
+    while True:
+        wait = rate.wait_time()
+        if time.monotonic() + wait >= deadline_at:
+            if last is not None:
+                raise last  # the throttling itself is what the user needs to read
+            raise FleetError("the deadline passed while waiting for the rate the service accepts (it throttled "
+                             "this account and region earlier); raise --deadline or lower --concurrency")
+        if wait > 0:
+            time.sleep(wait)  # pacing to the service's rate limit, not waiting for a test
+        try:
+            reply = client.get_inventory(**request)
+        except (AttributeError, TypeError, KeyError, ValueError):  # botocore could not parse the answer
+            raise FleetError("the answer does not parse as a GetInventory reply; is the endpoint an SSM "
+                             "endpoint?") from None
+        except Exception as exc:  # noqa: BLE001 - only throttling is retried; the rest is the caller's
+            if _error_code(exc) not in THROTTLED:
+                raise
+            last = exc
+            rate.throttled()
+            with stats.lock:
+                stats.throttled += 1
+            backoff = min(BACKOFF_CAP_S, delay) * (0.5 + random.random() / 2)
+            if time.monotonic() + backoff >= deadline_at:
+                raise
+            time.sleep(backoff)  # backing off from the service, not waiting for a test
+            delay *= 2
+            continue
+        rate.succeeded()
+        if not isinstance(reply, dict) or "Entities" not in reply:
+            # botocore turns an unparsable 200 (a captive portal, a proxy's page) into {}: read as an
+            # empty page it would be an all-clear.
+            raise FleetError("the answer is not a GetInventory reply (no Entities list); is the endpoint an "
+                             "SSM endpoint?")
+        entities = reply["Entities"]
+        if not isinstance(entities, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("Data") or {}, dict)
+                and all(isinstance(v, dict) for v in (e.get("Data") or {}).values()) for e in entities):
+            raise FleetError("the answer does not parse as a GetInventory reply (Entities is not a list of "
+                             "entities with Data items); is the endpoint an SSM endpoint?")
+        return reply
+
+
+def _query(client: Any, partition: Partition, query: str, request: Dict[str, Any], type_name: str,
+           sink: Sink, stats: ApiStats, deadline_at: float, keep_evidence: bool, rate: AdaptiveRate) -> None:
+    seen: Set[str] = set()
+    where = (partition.label, query)
+    for _ in range(MAX_PAGES):
+        reply = _call(client, request, deadline_at, stats, rate)
+        stats.page(where)
+        for entity in reply["Entities"]:
+            if not isinstance(entity, dict) or not entity.get("Id"):
+                continue
+            instance_id = str(entity["Id"])[:64]
+            item = (entity.get("Data") or {}).get(type_name) or {}
+            if query == "managed":
+                content = item.get("Content") or [{}]
+                first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
+                sink.add_managed("", partition.region, instance_id, str(first.get("InstanceStatus") or "?")[:40])
+            elif item:
+                sink.add(instance_report(instance_id, item, region=partition.region, source="api",
+                                         keep_evidence=keep_evidence, lazy=True))
+        token = reply.get("NextToken")
+        if not token:
+            with stats.lock:
+                stats.done.add(where)
+            return
+        if token in seen:
+            raise FleetError(f"{partition.label}: GetInventory kept paging (a NextToken repeated); retry")
+        seen.add(token)
+        request = dict(request, NextToken=token)
+    raise FleetError(f"{partition.label}: GetInventory kept paging ({MAX_PAGES} pages)")
+
+
+def read_api(partitions: Sequence[Partition], sink: Sink, stats: ApiStats, *, type_name: str, page_size: int,
+             endpoint_url: Optional[str], ca_bundle: Optional[str], deadline_at: float, concurrency: int,
+             keep_evidence: bool = False) -> None:
+    """Read every partition into ``sink``; raises the first failure (FleetError or botocore's)."""
+    budget = max(0.1, deadline_at - time.monotonic())
+    clients = {p: make_client(p.region, p.profile, endpoint_url, ca_bundle, budget, pool=2) for p in partitions}
+    rates = {p: AdaptiveRate() for p in partitions}  # one rate limit per account and region
+    published = [{"Key": f"{type_name}.Status", "Values": list(STATUSES), "Type": "Equal"}]
+    managed = [{"Key": f"{INSTANCE_INFORMATION}.InstanceStatus", "Values": ["Terminated"], "Type": "NotEqual"}]
+    jobs: List[Tuple[Partition, str, Dict[str, Any], str]] = []
+    for p in partitions:
+        jobs.append((p, "findings", {"Filters": published, "ResultAttributes": [{"TypeName": type_name}],
+                                     "MaxResults": page_size}, type_name))
+        jobs.append((p, "managed", {"Filters": managed, "ResultAttributes": [{"TypeName": INSTANCE_INFORMATION}],
+                                    "MaxResults": page_size}, INSTANCE_INFORMATION))
+    errors: List[BaseException] = []
+
+    def run(job: Tuple[Partition, str, Dict[str, Any], str]) -> None:
+        p, query, request, shown = job
+        if errors:
+            return
+        try:
+            _query(clients[p], p, query, request, shown, sink, stats, deadline_at, keep_evidence, rates[p])
+        except BaseException as exc:  # noqa: BLE001 - the first failure is the caller's one line
+            errors.append(_Located(p, exc))
+
+    # Daemon threads, not a ThreadPoolExecutor (whose workers are joined at exit): a socket stalled
+    # past the deadline must not keep the process alive.
+    queue = list(reversed(jobs))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job = queue.pop()
+            run(job)
+
+    threads = [threading.Thread(target=worker, name=f"vpce-doctor-fleet-{i}", daemon=True)
+               for i in range(max(1, min(concurrency, len(jobs))))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        first = errors[0]
+        raise first.exc if isinstance(first, _Located) and len(partitions) == 1 else first
+
+
+class _Located(Exception):
+    """A partition's failure, named with the partition when several are read."""
+
+    def __init__(self, partition: Partition, exc: BaseException) -> None:
+        super().__init__(f"{partition.label}: {exc}")
+        self.partition = partition
+        self.exc = exc
