@@ -23,7 +23,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from .checks.redact import redact
-from .fleet_api import MAX_PAGE, ApiStats, Partition, default_region, read_api
+from .fleet_api import MAX_PAGE, ApiStats, DeadlineReached, Partition, default_region, read_api, transient
 from .fleet_collect import Collector, Selection
 from .fleet_correlate import correlate
 from .fleet_coverage import FleetError
@@ -204,7 +204,10 @@ def collect(args: argparse.Namespace, query: Query, out: Any = None) -> FleetRes
     worker = threading.Thread(target=work, name="vpce-doctor-fleet", daemon=True)
     worker.start()
     worker.join(query.deadline_s + 0.25)  # the readers stop themselves at the deadline; this is the backstop
-    if worker.is_alive():
+    error = outcome.get("error")
+    timed_out = isinstance(getattr(error, "exc", error), DeadlineReached) or (
+        isinstance(error, Exception) and transient(error) and time.monotonic() >= deadline_at - 1.0)
+    if worker.is_alive() or timed_out:
         what = (f"the sync objects under {query.from_sync}" if query.from_sync
                 else stats.not_fetched(query.partitions))
         throttled = (f" GetInventory was throttled (ThrottlingException) {stats.throttled:,} times: the account's "

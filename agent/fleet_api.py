@@ -7,12 +7,12 @@ handed to the sink as they arrive. Pages within one query follow each other (Nex
 concurrency is across queries and partitions, bounded by ``concurrency``.
 
 Throttling: SSM answers ``ThrottlingException`` ("Rate exceeded") past an account's request rate.
-Each partition (one account and region: one rate limit) shares one ``AdaptiveRate``: unlimited until
-the first throttled answer, then the rate that was getting through, cut on every throttle and raised
-step by step on success (additive increase, multiplicative decrease — what botocore's "adaptive"
-mode does, but here every wait is bounded by the deadline, which botocore's own sleeps are not).
-A throttled page is retried after its wait with the NextToken kept, so nothing is read twice and
-nothing is skipped; past the deadline the throttling error itself is what the user reads.
+Each partition (one account and region: one rate limit) shares one ``AdaptiveRate``: unpaced until
+the first throttled answer, then just under the rate the service was admitting (what a token bucket
+admits once its burst is spent), probing upward on success — botocore's "adaptive" mode does
+something alike, but its sleeps know neither the deadline nor that both queries share one limit.
+A throttled page is sent again at its next slot with the NextToken kept, so nothing is read twice
+and nothing is skipped; past the deadline the throttling error itself is what the user reads.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from .fleet_coverage import INSTANCE_INFORMATION, MAX_PAGES, FleetError
 from .fleet_model import STATUSES, Sink, instance_report
 
 MAX_PAGE = 50                # GetInventory MaxResults: 1-50
-DEFAULT_MAX_ATTEMPTS = 5     # botocore attempts per call (AWS_MAX_ATTEMPTS / profile override)
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 BACKOFF_CAP_S = 8.0
@@ -72,18 +71,28 @@ class ApiStats:
         return sum(self.pages.values())
 
 
-class AdaptiveRate:
-    """A per-partition send rate that follows what the service accepts (thread-safe)."""
+class DeadlineReached(FleetError):
+    """The deadline came before a call could start: the caller names what was not read."""
 
-    MIN_RATE = 0.5      # calls per second, the floor after repeated throttling
-    STEP = 0.25         # added per successful call once limited
-    CUT = 0.7           # kept per throttled answer
+
+class AdaptiveRate:
+    """A per-partition send rate that follows what the service admits (thread-safe).
+
+    A token-bucket service admits exactly its rate once the burst is spent, so the admitted rate over
+    the last seconds *is* the limit: on a throttled answer the pace drops to just under it; each
+    success then probes upward by 1 % (so a raised quota is found again)."""
+
+    MIN_RATE = 0.5      # calls per second, the floor
+    WINDOW_S = 3.0      # how far back the admitted rate is measured
+    MIN_WINDOW_S = 1.0  # never measure over less (a burst would look like the rate)
+    MARGIN = 0.9        # pace at this share of the measured rate
+    PROBE = 1.01        # per success, once paced
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.rate: Optional[float] = None       # None: not limited yet
+        self.rate: Optional[float] = None       # None: not paced yet
         self._next_at = 0.0
-        self._recent: "collections.deque[float]" = collections.deque(maxlen=64)
+        self._admitted: "collections.deque[float]" = collections.deque(maxlen=512)
 
     def wait_time(self) -> float:
         """Reserve the next send slot; returns how long to wait for it."""
@@ -97,24 +106,25 @@ class AdaptiveRate:
 
     def succeeded(self) -> None:
         with self._lock:
-            self._recent.append(time.monotonic())
+            self._admitted.append(time.monotonic())
             if self.rate is not None:
-                self.rate += self.STEP / max(1.0, self.rate)
+                self.rate *= self.PROBE
 
     def throttled(self) -> None:
         with self._lock:
             now = time.monotonic()
-            if self.rate is None:  # start from the rate that was getting through (last 2 s)
-                sent = sum(1 for t in self._recent if t >= now - 2.0)
-                self.rate = max(self.MIN_RATE, self.CUT * sent / 2.0)
-            else:
-                self.rate = max(self.MIN_RATE, self.rate * self.CUT)
+            recent = [t for t in self._admitted if t >= now - self.WINDOW_S]
+            window = max(self.MIN_WINDOW_S, now - recent[0]) if recent else self.WINDOW_S
+            measured = len(recent) / window
+            limit = measured if self.rate is None else min(self.rate, measured)
+            self.rate = max(self.MIN_RATE, limit * self.MARGIN)
+            self._next_at = max(self._next_at, now + 1.0 / self.rate)  # the slot just lost
 
 
 def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Optional[str],
                 ca_bundle: Optional[str], deadline_s: float, pool: int = 4) -> Any:
     """An ssm client for an operator's credentials: the usual chain (env, profile, SSO, ...),
-    botocore's standard retries (transient errors), timeouts no longer than the deadline."""
+    timeouts no longer than the deadline."""
     import botocore.session
     from botocore.config import Config
 
@@ -122,7 +132,9 @@ def make_client(region: Optional[str], profile: Optional[str], endpoint_url: Opt
     region = region or session.get_config_variable("region")
     if not region:
         raise FleetError("no region: pass --region/--regions, or set AWS_REGION or the profile's region")
-    attempts = session.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
+    # botocore's own retries would sleep on throttling without knowing the pace or the deadline: one
+    # attempt per call unless the operator set AWS_MAX_ATTEMPTS / max_attempts; _call retries.
+    attempts = session.get_config_variable("max_attempts") or 1
     config = Config(retries={"mode": "standard", "total_max_attempts": int(attempts)},
                     connect_timeout=min(CONNECT_TIMEOUT_S, deadline_s), read_timeout=min(READ_TIMEOUT_S, deadline_s),
                     max_pool_connections=pool, user_agent_extra="vpce-doctor-fleet")
@@ -162,19 +174,37 @@ def _error_code(exc: Exception) -> str:
     return str(((response or {}).get("Error") or {}).get("Code") or "") if isinstance(response, dict) else ""
 
 
+TRANSIENT_CODES = frozenset({"InternalServerError", "InternalFailure", "ServiceUnavailable", "RequestTimeout",
+                             "RequestTimeoutException"})
+TRANSIENT_TRIES = 3
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure worth another try: a timeout, a dropped connection, a 5xx (a partition's wrapper
+    counts as what it wraps)."""
+    from botocore import exceptions as bx
+
+    exc = getattr(exc, "exc", exc)
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
+                        bx.ConnectTimeoutError)):
+        return True
+    status = ((getattr(exc, "response", None) or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+    return _error_code(exc) in TRANSIENT_CODES or int(status) >= 500
+
+
 def _call(client: Any, request: Dict[str, Any], deadline_at: float, stats: ApiStats,
           rate: AdaptiveRate) -> Dict[str, Any]:
-    """One GetInventory page at the partition's adaptive rate; a throttled answer (after botocore's
-    own attempts) slows the rate and is retried, with backoff and jitter, while the deadline allows."""
-    delay = 0.25
+    """One GetInventory page at the partition's adaptive pace. A throttled answer sets the pace and
+    the page is sent again at its next slot; a transient failure is retried twice with backoff;
+    both only while the deadline allows."""
     last: Optional[Exception] = None
+    throttles = retries = 0
     while True:
         wait = rate.wait_time()
         if time.monotonic() + wait >= deadline_at:
             if last is not None:
                 raise last  # the throttling itself is what the user needs to read
-            raise FleetError("the deadline passed while waiting for the rate the service accepts (it throttled "
-                             "this account and region earlier); raise --deadline or lower --concurrency")
+            raise DeadlineReached("the deadline passed before this page could be asked for")
         if wait > 0:
             time.sleep(wait)  # pacing to the service's rate limit, not waiting for a test
         try:
@@ -182,18 +212,24 @@ def _call(client: Any, request: Dict[str, Any], deadline_at: float, stats: ApiSt
         except (AttributeError, TypeError, KeyError, ValueError):  # botocore could not parse the answer
             raise FleetError("the answer does not parse as a GetInventory reply; is the endpoint an SSM "
                              "endpoint?") from None
-        except Exception as exc:  # noqa: BLE001 - only throttling is retried; the rest is the caller's
-            if _error_code(exc) not in THROTTLED:
+        except Exception as exc:  # noqa: BLE001 - throttling and transient errors are retried
+            if _error_code(exc) in THROTTLED:
+                last = exc
+                throttles += 1
+                rate.throttled()
+                with stats.lock:
+                    stats.throttled += 1
+                # Paced, the next slot is the wait; a page throttled again and again also backs off.
+                backoff = 0.0 if throttles < 3 else min(BACKOFF_CAP_S, 0.25 * 2 ** (throttles - 3)) * random.random()
+            elif transient(exc) and retries < TRANSIENT_TRIES - 1:
+                retries += 1
+                backoff = 0.5 * 2 ** retries * (0.5 + random.random() / 2)
+            else:
                 raise
-            last = exc
-            rate.throttled()
-            with stats.lock:
-                stats.throttled += 1
-            backoff = min(BACKOFF_CAP_S, delay) * (0.5 + random.random() / 2)
             if time.monotonic() + backoff >= deadline_at:
                 raise
-            time.sleep(backoff)  # backing off from the service, not waiting for a test
-            delay *= 2
+            if backoff:
+                time.sleep(backoff)  # backing off from the service, not waiting for a test
             continue
         rate.succeeded()
         if not isinstance(reply, dict) or "Entities" not in reply:
@@ -250,10 +286,13 @@ def read_api(partitions: Sequence[Partition], sink: Sink, stats: ApiStats, *, ty
     rates = {p: AdaptiveRate() for p in partitions}  # one rate limit per account and region
     published = [{"Key": f"{type_name}.Status", "Values": list(STATUSES), "Type": "Equal"}]
     managed = [{"Key": f"{INSTANCE_INFORMATION}.InstanceStatus", "Values": ["Terminated"], "Type": "NotEqual"}]
+    # Every partition's findings first, then the coverage queries: with fewer threads than queries,
+    # each partition still starts at once (its two queries share one rate limit anyway).
     jobs: List[Tuple[Partition, str, Dict[str, Any], str]] = []
     for p in partitions:
         jobs.append((p, "findings", {"Filters": published, "ResultAttributes": [{"TypeName": type_name}],
                                      "MaxResults": page_size}, type_name))
+    for p in partitions:
         jobs.append((p, "managed", {"Filters": managed, "ResultAttributes": [{"TypeName": INSTANCE_INFORMATION}],
                                     "MaxResults": page_size}, INSTANCE_INFORMATION))
     errors: List[BaseException] = []

@@ -62,7 +62,9 @@ What this reader does
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import re
 import threading
 import time
@@ -245,11 +247,24 @@ class _LocalStore:
                 yield (name if rel == "." else f"{rel}/{name}"), size
 
     def read(self, key: str, limit: int) -> bytes:
+        # A copy of a sync holds plain files: a symbolic link (to /etc/shadow, say) is not followed,
+        # nor is anything but a regular file read (a FIFO would block the reader).
         try:
-            with open(self.root / key, "rb") as fh:
+            fd = os.open(self.root / key, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            why = "a symbolic link, not followed" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+            raise _Unreadable(f"cannot read it: {why}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _Unreadable("cannot read it: not a regular file")
+            with os.fdopen(fd, "rb") as fh:
+                fd = -1
                 return _read_capped(fh.read, limit)
         except OSError as exc:
             raise _Unreadable(f"cannot read it: {exc.strerror or exc}") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
 
 def _read_capped(read: Any, limit: int) -> bytes:

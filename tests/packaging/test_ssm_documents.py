@@ -569,8 +569,18 @@ def _json_report(n: int, evidence_chars: int, summary_chars: int = 60) -> Dict[s
             "facts": {"region": "us-east-1", "blob": "f" * 5000}, "findings": findings, "notes": ["first note"]}
 
 
+def _json_report_with_nulls(n: int) -> Dict[str, Any]:
+    """Findings whose many empty fields (no cause, not blocked, no resource) are what does not fit."""
+    report = _json_report(n, 4, summary_chars=60)
+    for f in report["findings"]:
+        f.update(cause=None, fix=None, blocked_by=None, resource=None, detail="", related=[])
+    report["facts"]["blob"] = ""
+    return report
+
+
 @pytest.mark.parametrize("report, cut", [
     (_json_report(50, 200), None),  # compact JSON fits: nothing removed
+    (_json_report_with_nulls(160), "empty fields of findings removed"),  # every evidence kept
     (_json_report(60, 1000), "evidence of OK findings removed"),
     (_json_report(300, 1000), "all evidence removed"),
     (_json_report(300, 1000, summary_chars=150), "OK findings removed"),
@@ -590,6 +600,9 @@ def test_long_json_stays_valid_json_within_the_limit(stand: Stand, report: Dict[
     else:
         assert cut in parsed["notes"][-1]
         assert parsed["findings"][0]["id"] == next(f["id"] for f in report["findings"] if f["status"] != "OK")
+    if cut == "empty fields of findings removed":
+        assert "evidence" not in parsed["notes"][-1]
+        assert [f["evidence"] for f in parsed["findings"]] == [f["evidence"] for f in report["findings"]]
 
 
 # --- issue 11: who may send what ----------------------------------------------------------------------

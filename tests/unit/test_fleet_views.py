@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -135,3 +136,23 @@ def test_csv_cells_never_start_a_formula(tmp_path: Path, capsys: pytest.CaptureF
     root = layout(tmp_path, [(iid, report(iid, [bad], NOW - 60))])
     _, out, _ = run(capsys, "--from-sync", str(root), "--by", "instance", "--format", "csv")
     assert "'=HYPERLINK" in out and ",=HYPERLINK" not in out
+
+
+def test_a_local_copy_never_follows_links_nor_echoes_what_it_read(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The attack: a "sync copy" whose objects are a link to a secret file, a FIFO (would block),
+    and a file of secret non-JSON text. None is followed or echoed; each is named; never healthy."""
+    iid = "i-0f0000000000000f1"
+    root = layout(tmp_path, [(iid, report(iid, [dns_finding(Status.OK)], NOW - 60))])
+    folder = next((root / "Custom:VpceDoctor").rglob("*.json")).parent
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:TOPSECRETHASH:19000:0:99999:7:::\n")
+    (folder / "i-0f0000000000000f2.json").symlink_to(secret)
+    os.mkfifo(folder / "i-0f0000000000000f3.json")
+    (folder / "i-0f0000000000000f4.json").write_text("TOPSECRETTEXT is not json\n")
+    code, out, err = run(capsys, "--from-sync", str(root), "--format", "json")
+    doc = json.loads(out)
+    assert "TOPSECRET" not in out + err
+    assert doc["problems"]["counts"] == {"unreadable": 2, "not_json": 1}
+    named = " ".join(doc["problems"]["named"])
+    assert "symbolic link, not followed" in named and "not a regular file" in named
+    assert code == 1 and doc["coverage"]["publishing"] == 1
