@@ -178,6 +178,9 @@ def collect(args: argparse.Namespace, query: Query, out: Any = None) -> FleetRes
             out.flush()
 
     collector = Collector(query.selection, on_report=stream if query.streams else None)
+    sink: Any = collector
+    if query.from_sync and _split(args.regions):  # (--region there is the bucket's, for the S3 client)
+        sink = _RegionsOnly(collector, frozenset(_split(args.regions)))
     stats = ApiStats()
     deadline_at = time.monotonic() + query.deadline_s
     outcome: Dict[str, Any] = {}
@@ -187,7 +190,7 @@ def collect(args: argparse.Namespace, query: Query, out: Any = None) -> FleetRes
             if query.from_sync:
                 from .fleet_sync import read_sync
 
-                outcome["sync"] = read_sync(query.from_sync, collector, type_name=query.type_name,
+                outcome["sync"] = read_sync(query.from_sync, sink, type_name=query.type_name,
                                             profile=(_split(args.profile) or (None,))[0], region=args.region,
                                             endpoint_url=args.endpoint_url, ca_bundle=args.ca_bundle,
                                             concurrency=query.concurrency * 4,
@@ -225,6 +228,24 @@ def collect(args: argparse.Namespace, query: Query, out: Any = None) -> FleetRes
                          f"publish.inventory.type_name)? Do the instances run the daemon with the inventory publisher, "
                          f"or the custom inventory association? Silent instances may also have lost their path to SSM.")
     return result_of(query, data, stats, outcome.get("sync"))
+
+
+class _RegionsOnly:
+    """A sync holds every region; --regions keeps the named ones (a Sink in front of the collector)."""
+
+    def __init__(self, sink: Collector, regions: "frozenset[str]") -> None:
+        self._sink, self._regions = sink, regions
+
+    def add(self, report: InstanceReport) -> None:
+        if report.region in self._regions:
+            self._sink.add(report)
+
+    def add_managed(self, account_id: str, region: str, instance_id: str, status: str) -> None:
+        if region in self._regions:
+            self._sink.add_managed(account_id, region, instance_id, status)
+
+    def problem(self, problem: Any) -> None:
+        self._sink.problem(problem)
 
 
 def result_of(query: Query, data: Any, stats: ApiStats, sync_stats: Any = None) -> FleetResult:
@@ -322,7 +343,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "not healthy (default 25h: the daemon re-stores an unchanged diagnosis once a day)")
     p.add_argument("--region", help="one region to read (default: AWS_REGION / the profile's)")
     p.add_argument("--regions", action="append", type=id_list, metavar="LIST",
-                   help="several regions, comma-separated, read concurrently (with --region: all of them)")
+                   help="several regions, comma-separated, read concurrently (with --region: all of them); "
+                        "with --from-sync: only these regions of the sync")
     p.add_argument("--profile", action="append", type=id_list, metavar="LIST",
                    help="AWS profile(s), comma-separated: one per account to read (default: AWS_PROFILE / the "
                         "default chain)")

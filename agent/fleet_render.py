@@ -73,7 +73,10 @@ class FleetResult:
         if window is None:
             return None
         cutoff = self.data.now - window
-        broke = [r for r in self.rows if r.failing and not r.blocked_by and epoch(r.status_since) >= cutoff]
+        # Only a transition the daemon saw counts: without a PreviousStatus, StatusSince is merely
+        # when the instance was checked (a one-shot, a daemon's first cycle), not when it broke.
+        broke = [r for r in self.rows if r.failing and not r.blocked_by and r.previous_status
+                 and epoch(r.status_since) >= cutoff]
         went_stale = [rep for rep in self.stale if rep.checked_epoch >= cutoff - self.stale_after_s]
         return {"window_s": window, "from": _iso(cutoff),
                 "broke": [_brief(r) for r in sorted(broke, key=lambda r: (r.status_since, r.instance_id))],

@@ -156,3 +156,15 @@ def test_a_local_copy_never_follows_links_nor_echoes_what_it_read(tmp_path: Path
     named = " ".join(doc["problems"]["named"])
     assert "symbolic link, not followed" in named and "not a regular file" in named
     assert code == 1 and doc["coverage"]["publishing"] == 1
+
+
+def test_regions_select_part_of_a_sync(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first, second = "i-0a1000000000000a1", "i-0a2000000000000a2"
+    root = tmp_path / "sync"
+    write_layout(root, [(ACCOUNT, REGION, first, items(report(first, [dns_finding(Status.CRITICAL)], NOW - 60))),
+                        (ACCOUNT, "eu-west-1", second, items(report(second, [dns_finding(Status.CRITICAL)], NOW - 60)))])
+    _, out, _ = run(capsys, "--from-sync", str(root), "--format", "json")
+    assert json.loads(out)["instances"] == [first, second]
+    code, out, _ = run(capsys, "--from-sync", str(root), "--format", "json", "--regions", "eu-west-1")
+    doc = json.loads(out)
+    assert doc["instances"] == [second] and doc["coverage"]["managed"] == 1 and code == 2
