@@ -253,7 +253,7 @@ def test_bad_objects_are_named_and_the_rest_is_read(moto: MotoServer, tmp_path: 
         plant(dest, TYPE, acct, region, "i-0bad0000000000005", b"")
         plant(dest, TYPE, acct, region, "i-0bad0000000000006", object_body("i-0bad0000000000007",
                                                                             fleet.publishing[next(iter(fleet.publishing))][2]))
-    # One more, only in the copy: a dangling link (a file the copy lost) is unreadable.
+    # One more, only in the copy: a link (here dangling) is never followed: unreadable, named.
     link = tmp_path / "copy" / sync_key(TYPE, ACCOUNTS[1], REGIONS[1], "i-0bad0000000000008")
     link.symlink_to(tmp_path / "nowhere.json")
 
@@ -276,7 +276,7 @@ def test_bad_objects_are_named_and_the_rest_is_read(moto: MotoServer, tmp_path: 
         assert "'i-0bad0000000000007''s" in lines["not_inventory:i-0bad0000000000006.json"]
         assert "not downloaded" in lines["too_large:i-0bad0000000000004.json"]
         if local:
-            assert "No such file" in lines["unreadable:i-0bad0000000000008.json"]
+            assert "symbolic link, not followed" in lines["unreadable:i-0bad0000000000008.json"]
     # Decided from the listing's Size: the large object was never asked for.
     assert moto.requests("GET", "i-0bad0000000000004") == 0
     assert moto.requests("GET", "i-0bad0000000000001") == 1
