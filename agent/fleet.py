@@ -23,7 +23,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from .checks.redact import redact
-from .fleet_api import MAX_PAGE, ApiStats, DeadlineReached, Partition, default_region, read_api, transient
+from .fleet_api import MAX_PAGE, THROTTLED, ApiStats, DeadlineReached, Partition, default_region, read_api, transient
 from .fleet_collect import Collector, Selection
 from .fleet_correlate import correlate
 from .fleet_coverage import FleetError
@@ -47,7 +47,6 @@ ACCESS_DENIED = frozenset({"AccessDeniedException", "AccessDenied", "Unauthorize
                            "UnauthorizedException"})
 BAD_CREDENTIALS = frozenset({"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
                              "ExpiredToken", "InvalidSignatureException", "SignatureDoesNotMatch"})
-THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
 
 HELP = "which VPC resources break which instances, from SSM inventory or a Resource Data Sync (run anywhere)"
 DESCRIPTION = """\

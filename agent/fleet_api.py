@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from .fleet_coverage import INSTANCE_INFORMATION, MAX_PAGES, FleetError
+from .fleet_coverage import INSTANCE_INFORMATION, MAX_PAGES, FleetError, error_code
 from .fleet_model import STATUSES, Sink, instance_report
 
 MAX_PAGE = 50                # GetInventory MaxResults: 1-50
@@ -49,13 +49,11 @@ class ApiStats:
     pages: Dict[Tuple[str, str], int] = field(default_factory=dict)      # (partition, query) -> pages
     done: Set[Tuple[str, str]] = field(default_factory=set)
     throttled: int = 0
-    calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def page(self, where: Tuple[str, str]) -> None:
         with self.lock:
             self.pages[where] = self.pages.get(where, 0) + 1
-            self.calls += 1
 
     def not_fetched(self, partitions: Sequence[Partition]) -> str:
         missing = []
@@ -169,11 +167,6 @@ def default_region(profile: Optional[str]) -> Optional[str]:
     return botocore.session.Session(profile=profile).get_config_variable("region")
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return str(((response or {}).get("Error") or {}).get("Code") or "") if isinstance(response, dict) else ""
-
-
 TRANSIENT_CODES = frozenset({"InternalServerError", "InternalFailure", "ServiceUnavailable", "RequestTimeout",
                              "RequestTimeoutException"})
 TRANSIENT_TRIES = 3
@@ -189,7 +182,7 @@ def transient(exc: BaseException) -> bool:
                         bx.ConnectTimeoutError)):
         return True
     status = ((getattr(exc, "response", None) or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
-    return _error_code(exc) in TRANSIENT_CODES or int(status) >= 500
+    return error_code(exc) in TRANSIENT_CODES or int(status) >= 500
 
 
 def _call(client: Any, request: Dict[str, Any], deadline_at: float, stats: ApiStats,
@@ -213,7 +206,7 @@ def _call(client: Any, request: Dict[str, Any], deadline_at: float, stats: ApiSt
             raise FleetError("the answer does not parse as a GetInventory reply; is the endpoint an SSM "
                              "endpoint?") from None
         except Exception as exc:  # noqa: BLE001 - throttling and transient errors are retried
-            if _error_code(exc) in THROTTLED:
+            if error_code(exc) in THROTTLED:
                 last = exc
                 throttles += 1
                 rate.throttled()

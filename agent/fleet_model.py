@@ -248,22 +248,9 @@ def instance_report(instance_id: str, item: Mapping[str, Any], account_id: str =
     return report if lazy else report.built()
 
 
-def dedupe_key(report: InstanceReport) -> Tuple[str, str, str]:
-    return report.key
-
-
-def newer(a: InstanceReport, b: InstanceReport) -> InstanceReport:
-    """Of two reports for one instance, the one checked last (ties: the first)."""
-    return b if b.checked_epoch > a.checked_epoch else a
-
-
 def rank(status: str) -> int:
     return ("OK", "UNKNOWN", "WARNING", "CRITICAL").index(status) if status in STATUSES else 0
 
 
 def worst(statuses: Iterable[str], default: str = "OK") -> str:
     return max(statuses, key=rank, default=default)
-
-
-def optional_text(value: Optional[str]) -> str:
-    return value or ""

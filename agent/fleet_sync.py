@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .checks.redact import redact
-from .fleet_coverage import INSTANCE_INFORMATION, MAX_PAGES, FleetError
+from .fleet_coverage import INSTANCE_INFORMATION, MAX_PAGES, FleetError, error_code
 from .fleet_model import Problem, Sink, instance_report
 from .fleet_sync_objects import LAYOUT, SyncKey, capture_time, instance_status, parse_key, parse_object
 
@@ -204,7 +204,7 @@ class _S3Store:
         try:
             reply = self.client.get_object(Bucket=self.location.bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - one object's failure is a problem, not the run's
-            code, message = _error_code(exc), _error_message(exc)
+            code, message = error_code(exc), _error_message(exc)
             if code in ACCESS_DENIED:
                 raise _Denied(f"access denied ({code}): the IAM action s3:GetObject is missing for this object "
                               f"(SSE-KMS also needs kms:Decrypt). AWS said: {message}") from None
@@ -498,14 +498,6 @@ def make_client(profile: Optional[str], region: Optional[str], endpoint_url: Opt
         raise FleetError(f"{exc}: pass an existing --profile (aws configure list-profiles)") from None
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return ""
-    error = response.get("Error") or {}
-    return str(error.get("Code") or "")
-
-
 def _error_message(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     message = ""
@@ -519,7 +511,7 @@ def _listing_error(exc: BaseException, location: SyncLocation, prefix: str) -> s
 
     where = location.where(prefix)
     arn = f"arn:aws:s3:::{location.bucket}"
-    code, message = _error_code(exc), _error_message(exc)
+    code, message = error_code(exc), _error_message(exc)
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return (f"no AWS credentials to list {where} ({exc}): set AWS_PROFILE/--profile, or AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY")

@@ -29,6 +29,7 @@ if str(REPO) not in sys.path:  # tests.bench / tests.lab are imported from the w
     sys.path.insert(0, str(REPO))
 
 from vpce_doctor import fleet  # noqa: E402
+from tests.unit.aws_env import hermetic_aws_env  # noqa: E402
 
 from tests.bench.fleet import (OTHER_TYPE_NAME, REGION, FleetLab, Seeded, expected_rows,  # noqa: E402
                                plan, seed_fleet)
@@ -41,17 +42,7 @@ Key = Tuple[str, str, str, str]
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Credentials from the environment only; no profile, no config, no IMDS (never an outside address)."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS",
-                 "AWS_RETRY_MODE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM", "AWS_SESSION_TOKEN",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "lab")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    hermetic_aws_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")

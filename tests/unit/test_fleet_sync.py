@@ -33,6 +33,7 @@ from tests.lab.aws.resource_data_sync import (INSTANCE_INFORMATION, NOT_JSON, Mo
                                               instance_information, not_inventory, object_body, plant,
                                               sparse_file, sync_key, truncated, write_layout)
 from tests.unit.moto_fixture import FakeAws, s3_error_xml  # noqa: E402
+from tests.unit.aws_env import hermetic_aws_env  # noqa: E402
 
 TYPE = "Custom:VpceDoctor"
 VERDICTS = "Custom:VpceDoctorVerdict"
@@ -55,18 +56,7 @@ PROFILES: Dict[int, Dict[str, Tuple[str, str]]] = {
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Credentials from the environment only; no profile, no config, no IMDS (never an outside address)."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS",
-                 "AWS_RETRY_MODE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
-                 "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "lab")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    hermetic_aws_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
